@@ -1,0 +1,45 @@
+"""cleanroom: hermetic, policy-governed test sandboxes on rootless Podman."""
+
+from sandbox.errors import (
+    CleanroomError,
+    ContainerError,
+    EngineUnavailable,
+    NetworkPolicyViolation,
+    PolicyError,
+    ResourceLimitExceeded,
+    TimeoutExceeded,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "CleanroomConfig": ("sandbox.policy", "CleanroomConfig"),
+    "CleanroomEnvironment": ("sandbox.environment", "CleanroomEnvironment"),
+    "RunResult": ("sandbox.engine.results", "RunResult"),
+    "Usage": ("sandbox.engine.results", "Usage"),
+}
+
+
+def __getattr__(name: str):
+    # Lazy so that `import sandbox` (e.g. by the pytest plugin) stays cheap.
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'sandbox' has no attribute {name!r}")
+
+
+__all__ = [
+    "CleanroomConfig",
+    "CleanroomEnvironment",
+    "RunResult",
+    "Usage",
+    "CleanroomError",
+    "ContainerError",
+    "EngineUnavailable",
+    "NetworkPolicyViolation",
+    "PolicyError",
+    "ResourceLimitExceeded",
+    "TimeoutExceeded",
+]

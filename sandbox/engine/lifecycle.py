@@ -1,0 +1,341 @@
+"""The life of one sandbox, in the order DESIGN.md fixes.
+
+create → init → confinement hooks (the command has not run yet) → attach → start
+→ redacted output streamed while it runs → wait (bounded by the timeout) → usage
+→ remove. Nothing runs before confinement; nothing is seen before redaction.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from loguru import logger
+from podman import api as podman_api
+from podman.errors import APIError, NotFound
+
+from sandbox.engine import cleanup
+from sandbox.engine.connection import Connection
+from sandbox.engine.results import LimitBreach, RunResult, Usage
+from sandbox.engine.spec import build_spec
+from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
+
+# Podman's wait endpoint polls every 250 ms by default; that alone would dwarf a
+# short sandbox, so ask for a tight interval.
+_WAIT_PARAMS = {"condition": "exited", "interval": "5ms"}
+_TAIL_LINES = 20
+# Captured output per stream kept in memory; the live stream still sees everything.
+MAX_CAPTURE_BYTES = 16 * 1024 * 1024
+
+
+class SandboxHandle:
+    """What confinement hooks see: an initialised container whose command has not run."""
+
+    def __init__(self, *, id: str, name: str, pid: int, policy: Any, limits: dict[str, Any]) -> None:
+        self.id = id
+        self.name = name
+        self.pid = pid
+        self.policy = policy
+        self.limits = limits  # per-call overrides of the policy's per-sandbox limits
+        self.usage = Usage()
+        self.breaches: list[LimitBreach] = []
+        self.facts: dict[str, Any] = {}  # what hooks applied, read back, for the audit
+
+
+class Confiner(Protocol):
+    """Each method is optional; the engine calls what a confiner defines."""
+
+    def before_create(self, request: dict[str, Any]) -> None: ...
+    def after_init(self, handle: SandboxHandle) -> None: ...
+    def after_exit(self, handle: SandboxHandle) -> None: ...
+    def release(self, handle: SandboxHandle) -> None: ...
+
+
+class _Capture:
+    """One output stream: bytes → UTF-8 text → redactor → consumer and buffer."""
+
+    def __init__(self, redactor: Any, consumer: Callable[[str], None] | None) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stream = redactor.stream() if redactor is not None else None
+        self._consumer = consumer
+        self._parts: list[str] = []
+        self._size = 0
+        self.truncated = False
+
+    def _emit(self, text: str) -> None:
+        if not text:
+            return
+        if self._consumer is not None:
+            self._consumer(text)
+        if self._size < MAX_CAPTURE_BYTES:
+            self._parts.append(text)
+            self._size += len(text)
+        else:
+            self.truncated = True
+
+    def feed(self, data: bytes) -> None:
+        text = self._decoder.decode(data)
+        self._emit(self._stream.feed(text) if self._stream is not None else text)
+
+    def close(self) -> None:
+        text = self._decoder.decode(b"", final=True)
+        if self._stream is not None:
+            text = self._stream.feed(text) + self._stream.close()
+        self._emit(text)
+
+    def text(self) -> str:
+        return "".join(self._parts)
+
+
+def tail(text: str, lines: int = _TAIL_LINES) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def _api_message(exc: Exception) -> str:
+    msg = getattr(exc, "explanation", None) or str(exc)
+    return str(msg).splitlines()[0][:500]
+
+
+class SandboxRunner:
+    """Runs sandboxes for one environment over one Podman connection."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        policy: Any,
+        *,
+        environment_id: str,
+        redactor: Any = None,
+        audit: Callable[..., Any] | None = None,
+        confiners: list[Any] | None = None,
+        labels: Callable[[str, str | None], dict[str, str]] | None = None,
+    ) -> None:
+        self.connection = connection
+        self.policy = policy
+        self.environment_id = environment_id
+        self.redactor = redactor
+        self._audit = audit or (lambda *a, **k: None)
+        self.confiners = list(confiners or [])
+        self._labels = labels
+
+    # -- helpers -------------------------------------------------------------------
+    def _call(self, hook: str, *args: Any) -> None:
+        for confiner in self.confiners:
+            fn = getattr(confiner, hook, None)
+            if fn is not None:
+                fn(*args)
+
+    def _remove(self, cid: str) -> None:
+        try:
+            self.connection.client().api.delete(
+                f"/containers/{cid}", params={"force": True, "v": True, "t": 0}
+            )
+        except NotFound:
+            pass
+
+    def redact(self, text: str) -> str:
+        return self.redactor.redact(text) if self.redactor is not None else text
+
+    # -- create & init ----------------------------------------------------------------
+    def create_initialised(
+        self,
+        image: str,
+        command: list[str] | None,
+        *,
+        kind: str,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        ports: dict[int, int | None] | None = None,
+        network: str | None = None,
+        limits: dict[str, Any] | None = None,
+        extra_labels: dict[str, str] | None = None,
+        writable_paths: list[str] | None = None,
+    ) -> tuple[SandboxHandle, int]:
+        """Create, init and confine; returns the handle and its cleanup token.
+
+        On any failure everything made so far is removed before the error leaves.
+        """
+        startup_timeout = float(self.policy.container_startup_timeout)
+        sandbox_name = name or f"cleanroom-{kind}-{uuid.uuid4().hex[:12]}"
+        labels = dict(self._labels(kind, sandbox_name) if self._labels else {})
+        labels.update(extra_labels or {})
+        request = {"image": image, "command": command, "name": sandbox_name, "kind": kind,
+                   "ports": ports, "limits": dict(limits or {})}
+        self._call("before_create", request)
+        spec = build_spec(
+            self.policy, image, command, env=env, labels=labels, name=sandbox_name,
+            ports=ports, network=network, writable_paths=writable_paths,
+        )
+        client = self.connection.client()
+        try:
+            resp = client.api.post(
+                "/containers/create", data=json.dumps(spec),
+                headers={"content-type": "application/json"}, timeout=startup_timeout,
+            )
+        except NotFound as exc:
+            raise ContainerError(
+                f"image {image} not found in this user's Podman storage "
+                f"(build the local images with `cleanroom images build` or `make images`): {_api_message(exc)}",
+                sandbox=sandbox_name,
+            ) from None
+        except APIError as exc:
+            raise ContainerError(f"create failed: {self.redact(_api_message(exc))}", sandbox=sandbox_name) from None
+        cid = resp.json()["Id"]
+        handle = SandboxHandle(id=cid, name=sandbox_name, pid=0, policy=self.policy, limits=dict(limits or {}))
+        token = cleanup.register(f"container {sandbox_name}", lambda: self._remove(cid))
+        try:
+            client.api.post(f"/containers/{cid}/init", timeout=startup_timeout)
+            state = client.api.get(f"/containers/{cid}/json").json()["State"]
+            handle.pid = int(state.get("Pid") or 0)
+            if not handle.pid:
+                raise ContainerError(f"init left no process (state {state.get('Status')})", sandbox=sandbox_name)
+            self._call("after_init", handle)
+        except BaseException as exc:
+            self._release(handle)
+            self._remove(cid)
+            cleanup.done(token)
+            if isinstance(exc, APIError):
+                raise ContainerError(f"init failed: {self.redact(_api_message(exc))}", sandbox=sandbox_name) from None
+            raise
+        self._audit("sandbox.created", "Minimal", sandbox=sandbox_name, image=image, kind=kind)
+        if handle.facts:
+            self._audit("sandbox.confined", "Medium", sandbox=sandbox_name, **handle.facts)
+        return handle, token
+
+    def _release(self, handle: SandboxHandle) -> None:
+        for confiner in reversed(self.confiners):
+            fn = getattr(confiner, "release", None)
+            if fn is not None:
+                try:
+                    fn(handle)
+                except Exception as exc:
+                    logger.warning("confinement release failed", sandbox=handle.name, error=str(exc))
+
+    # -- run to completion ------------------------------------------------------------
+    def run(
+        self,
+        image: str,
+        command: list[str],
+        *,
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        on_stdout: Callable[[str], None] | None = None,
+        on_stderr: Callable[[str], None] | None = None,
+        name: str | None = None,
+        limits: dict[str, Any] | None = None,
+        network: str | None = None,
+    ) -> RunResult:
+        timeout = float(timeout if timeout is not None else self.policy.test_execution_timeout)
+        started = time.monotonic()
+        handle, token = self.create_initialised(
+            image, command, kind="sandbox", name=name, env=env, limits=limits, network=network
+        )
+        self._audit("sandbox.command", "High", sandbox=handle.name, command=[self.redact(a) for a in command])
+        out = _Capture(self.redactor, on_stdout)
+        err = _Capture(self.redactor, on_stderr)
+        timed_out = False
+        exit_code = -1
+        try:
+            attach_error: list[BaseException] = []
+            attached = threading.Event()
+            attach_client = self.connection.fresh_client()
+
+            def pump() -> None:
+                try:
+                    resp = attach_client.api.post(
+                        f"/containers/{handle.id}/attach",
+                        params={"stream": True, "stdout": True, "stderr": True, "logs": True},
+                        stream=True,
+                    )
+                    attached.set()
+                    for o, e in podman_api.stream_frames(resp, demux=True):
+                        if o:
+                            out.feed(o)
+                        if e:
+                            err.feed(e)
+                except BaseException as exc:  # surfaced by the caller
+                    attach_error.append(exc)
+                finally:
+                    attached.set()
+
+            reader = threading.Thread(target=pump, name=f"attach-{handle.name}", daemon=True)
+            reader.start()
+            if not attached.wait(float(self.policy.container_startup_timeout)):
+                raise ContainerError("could not attach to the sandbox's output in time", sandbox=handle.name)
+            if attach_error:
+                raise ContainerError(
+                    f"attach failed: {self.redact(_api_message(attach_error[0]))}", sandbox=handle.name
+                )
+            client = self.connection.client()
+            try:
+                client.api.post(f"/containers/{handle.id}/start",
+                                timeout=float(self.policy.container_startup_timeout))
+            except APIError as exc:
+                raise ContainerError(f"start failed: {self.redact(_api_message(exc))}", sandbox=handle.name) from None
+            self._audit("sandbox.started", "Minimal", sandbox=handle.name)
+
+            deadline = started + timeout
+            reader.join(max(0.0, deadline - time.monotonic()))
+            if reader.is_alive():
+                timed_out = True
+                self._kill(handle.id)
+                reader.join(10)
+            try:
+                resp = client.api.post(f"/containers/{handle.id}/wait", params=_WAIT_PARAMS, timeout=30)
+                exit_code = int(resp.json())
+            except (APIError, ValueError) as exc:
+                logger.warning("wait failed", sandbox=handle.name, error=str(exc))
+            out.close()
+            err.close()
+            attach_client.close()
+            self._call("after_exit", handle)
+        finally:
+            self._release(handle)
+            try:
+                self._remove(handle.id)
+            finally:
+                cleanup.done(token)
+        duration = time.monotonic() - started
+        self._audit("sandbox.removed", "Minimal", sandbox=handle.name, exit_code=exit_code)
+        result = RunResult(
+            sandbox=handle.name,
+            image=image,
+            command=[self.redact(a) for a in command],
+            exit_code=exit_code,
+            stdout=out.text(),
+            stderr=err.text(),
+            duration_seconds=duration,
+            usage=handle.usage,
+            redactions=dict(self.redactor.counts()) if self.redactor is not None else {},
+            timed_out=timed_out,
+            oom_killed=handle.usage.oom_kills > 0,
+            breaches=list(handle.breaches),
+            truncated=out.truncated or err.truncated,
+        )
+        self._audit("sandbox.verdict", "Medium", sandbox=handle.name, verdict=result.verdict,
+                    exit_code=exit_code, duration_seconds=round(duration, 3),
+                    breaches=[msgspec_to_builtins(b) for b in result.breaches])
+        if timed_out:
+            self._audit("limit.breach", "High", sandbox=handle.name, limit="timeout", limit_value=timeout)
+            raise TimeoutExceeded(
+                "sandbox command", timeout, sandbox=handle.name,
+                last_output=tail(result.stdout + result.stderr),
+            )
+        return result
+
+    def _kill(self, cid: str) -> None:
+        try:
+            self.connection.client().api.post(f"/containers/{cid}/kill", params={"signal": "SIGKILL"})
+        except (APIError, CleanroomError) as exc:
+            logger.warning("kill failed", sandbox=cid[:12], error=str(exc))
+
+
+def msgspec_to_builtins(obj: Any) -> Any:
+    import msgspec
+
+    return msgspec.to_builtins(obj)

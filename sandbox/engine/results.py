@@ -1,0 +1,57 @@
+"""Typed results of a sandbox run."""
+
+from __future__ import annotations
+
+import msgspec
+
+
+class LimitBreach(msgspec.Struct, frozen=True, kw_only=True):
+    limit: str  # "memory", "pids", "cpu", "timeout", ...
+    limit_value: float | int | None
+    observed: float | int | None
+    detail: str = ""
+
+
+class Usage(msgspec.Struct, kw_only=True):
+    """What a sandbox used; None where this host cannot measure it."""
+
+    peak_memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    peak_pids: int | None = None
+    oom_kills: int = 0
+    pids_limit_hits: int = 0
+    memory_limit_bytes: int | None = None
+    pids_limit: int | None = None
+    cpu_limit_percent: float | None = None
+
+
+class RunResult(msgspec.Struct, kw_only=True):
+    """One finished sandbox. stdout/stderr are already redacted."""
+
+    sandbox: str
+    image: str
+    command: list[str]
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_seconds: float
+    usage: Usage = msgspec.field(default_factory=Usage)
+    redactions: dict[str, int] = msgspec.field(default_factory=dict)
+    timed_out: bool = False
+    oom_killed: bool = False
+    breaches: list[LimitBreach] = msgspec.field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and not self.breaches
+
+    @property
+    def verdict(self) -> str:
+        if self.timed_out:
+            return "timeout"
+        if self.oom_killed:
+            return "oom"
+        if self.breaches:
+            return "limit"
+        return "passed" if self.exit_code == 0 else "failed"

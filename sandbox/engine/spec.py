@@ -1,0 +1,127 @@
+"""Translate a typed policy into a libpod container spec (SpecGenerator JSON).
+
+Pure functions: no I/O, so every mapping is unit-tested without Podman.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sandbox.errors import NetworkPolicyViolation
+
+# Deterministic execution pins what commonly leaks the host into output.
+_DETERMINISTIC_ENV = {"TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
+DEFAULT_HOSTNAME = "cleanroom"
+
+
+def _iso(policy: Any):
+    from sandbox.policy import effective_isolation
+
+    return effective_isolation(policy.security_policy)
+
+
+def network_mode(policy: Any) -> str:
+    iso = _iso(policy)
+    return getattr(iso, "network_mode", None) or (
+        "none" if policy.security_policy.enable_network_isolation else "egress"
+    )
+
+
+def check_ports(policy: Any, ports: dict[int, int | None] | None) -> None:
+    """Refuse any published port the policy does not allow, before anything is made."""
+    if not ports:
+        return
+    allowed = set(policy.security_policy.allowed_ports)
+    for container_port in ports:
+        if int(container_port) not in allowed:
+            raise NetworkPolicyViolation(
+                f"publishing port {container_port} is not allowed by the policy "
+                f"(cleanroom.security_policy.allowed_ports = {sorted(allowed)})"
+            )
+
+
+def build_spec(
+    policy: Any,
+    image: str,
+    command: list[str] | None,
+    *,
+    env: dict[str, str] | None = None,
+    labels: dict[str, str] | None = None,
+    name: str | None = None,
+    ports: dict[int, int | None] | None = None,
+    workdir: str | None = None,
+    user: str | None = None,
+    network: str | None = None,
+    writable_paths: list[str] | None = None,
+) -> dict[str, Any]:
+    """The create body for one sandbox.
+
+    ``ports`` maps container port to host port (None: a free one); they are always
+    bound to 127.0.0.1. ``network`` overrides the policy's mode for services that
+    must be reachable (a published port needs a network namespace with slirp4netns).
+    """
+    check_ports(policy, ports)
+    iso = _iso(policy)
+    limits = policy.resource_limits.sandbox
+
+    spec: dict[str, Any] = {"image": image, "labels": dict(labels or {})}
+    if command:
+        spec["command"] = list(command)
+    if name:
+        spec["name"] = name
+    if workdir:
+        spec["work_dir"] = workdir
+    if user:
+        spec["user"] = user
+
+    environment: dict[str, str] = {}
+    if policy.enable_deterministic_execution:
+        environment.update(_DETERMINISTIC_ENV)
+        seed = policy.deterministic_seed if policy.deterministic_seed is not None else 0
+        environment["CLEANROOM_SEED"] = str(seed)
+        environment["PYTHONHASHSEED"] = str(seed)
+        spec["hostname"] = DEFAULT_HOSTNAME
+    environment.update(env or {})
+    if environment:
+        spec["env"] = environment
+
+    mode = network or network_mode(policy)
+    if ports and mode == "none":
+        mode = "egress"  # a published port needs a namespace with a userspace stack
+    if mode == "none":
+        spec["netns"] = {"nsmode": "none"}
+    else:
+        spec["netns"] = {"nsmode": "slirp4netns"}
+        if ports:
+            spec["portmappings"] = [
+                {"container_port": int(cp), "host_port": int(hp or 0), "host_ip": "127.0.0.1", "protocol": "tcp"}
+                for cp, hp in ports.items()
+            ]
+
+    if iso.read_only_root:
+        spec["read_only_filesystem"] = True
+        # Podman's automatic tmpfs mounts have no size; our /tmp is bounded by policy.
+        spec["read_write_tmpfs"] = False
+        mounts = []
+        for path in ["/tmp", *(writable_paths or [])]:
+            mounts.append({
+                "destination": path,
+                "type": "tmpfs",
+                "source": "tmpfs",
+                "options": ["rw", "nosuid", "nodev", f"size={int(limits.tmpfs_bytes)}"],
+            })
+        spec["mounts"] = mounts
+    if iso.drop_all_capabilities:
+        spec["cap_drop"] = ["ALL"]
+        if iso.allowed_capabilities:
+            spec["cap_add"] = [c.upper().removeprefix("CAP_") for c in iso.allowed_capabilities]
+    if iso.no_new_privileges:
+        spec["no_new_privileges"] = True
+    profile = getattr(iso, "seccomp_profile", None)
+    if profile and profile != "default":
+        spec["seccomp_profile_path"] = profile
+    if limits.pids_limit:
+        # Ignored by rootless Podman on cgroup v1 (cleanroom enforces it itself there);
+        # honoured natively on cgroup v2.
+        spec.setdefault("resource_limits", {})["pids"] = {"limit": int(limits.pids_limit)}
+    return spec

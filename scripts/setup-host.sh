@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 host for cleanroom's rootless path. Run as root; idempotent.
+#
+# What it does (see ../shared/HOST.md for why each step exists):
+#   1. Debian packages: podman, runc, slirp4netns, uidmap, mmdebstrap, busybox-static ...
+#   2. an unprivileged user (default: cleanroom) with subuid/subgid ranges
+#   3. runc as the OCI runtime (crun refuses cgroup v1 hybrid hosts), cgroupfs manager
+#   4. /dev/net/tun usable by that user (slirp4netns needs it)
+#   5. a delegated cgroup v1 subtree cleanroom.<user> under memory, pids, cpu, cpuacct
+#   6. a Python venv the user can read, with cleanroom's dependencies
+#   7. the Podman API service, started as that user on a known socket, PID kept in a file
+#
+# Environment knobs: CLEANROOM_USER (default cleanroom), CLEANROOM_VENV (default
+# /opt/cleanroom/venv), CLEANROOM_SKIP_APT=1 to skip the package step.
+set -euo pipefail
+
+CR_USER=${CLEANROOM_USER:-cleanroom}
+VENV=${CLEANROOM_VENV:-/opt/cleanroom/venv}
+STATE_DIR=/run/cleanroom
+CONF_DIR=/etc/cleanroom
+HERE=$(cd "$(dirname "$0")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+
+log() { printf '[setup-host] %s\n' "$*"; }
+die() { printf '[setup-host] error: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and delegates cgroups); as a normal user with rootless Podman working, skip set-up"
+
+# --- 1. packages -------------------------------------------------------------------
+PKGS=(podman runc slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap busybox-static
+      python3-venv python3-dev iproute2 procps curl file)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] && [ "${CLEANROOM_SKIP_APT:-0}" != 1 ]; then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "packages present"
+fi
+
+# --- 2. the unprivileged user --------------------------------------------------------
+if ! id "$CR_USER" >/dev/null 2>&1; then
+  log "creating user $CR_USER"
+  useradd -m -s /bin/bash "$CR_USER"
+fi
+CR_UID=$(id -u "$CR_USER")
+CR_GID=$(id -g "$CR_USER")
+CR_HOME=$(getent passwd "$CR_USER" | cut -d: -f6)
+# useradd adds ranges on Debian, but a user made some other way may lack them.
+for f in /etc/subuid /etc/subgid; do
+  if ! grep -q "^$CR_USER:" "$f" 2>/dev/null; then
+    log "adding $f range for $CR_USER"
+    usermod --add-subuids 200000-265535 --add-subgids 200000-265535 "$CR_USER"
+  fi
+done
+
+# --- 3. runtime configuration for the user ------------------------------------------
+CONF="$CR_HOME/.config/containers/containers.conf"
+install -d -o "$CR_USER" -g "$CR_GID" "$CR_HOME/.config" "$CR_HOME/.config/containers"
+cat > "$CONF.tmp" <<EOF
+# Written by cleanroom scripts/setup-host.sh.
+# crun refuses cgroup v1 hybrid hosts; runc works. There is no systemd user session,
+# so cgroups are managed through cgroupfs and events go to a file.
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+[containers]
+log_driver = "k8s-file"
+EOF
+if ! cmp -s "$CONF.tmp" "$CONF" 2>/dev/null; then mv "$CONF.tmp" "$CONF"; else rm -f "$CONF.tmp"; fi
+chown "$CR_USER:$CR_GID" "$CONF"
+
+# --- 4. /dev/net/tun ----------------------------------------------------------------
+if [ -e /dev/net/tun ]; then
+  chmod 0666 /dev/net/tun
+else
+  log "warning: /dev/net/tun is missing; only --network none sandboxes will work"
+fi
+
+# --- 5. delegated cgroup subtree ---------------------------------------------------
+if [ -d /sys/fs/cgroup/memory ]; then
+  for c in memory pids cpu cpuacct blkio; do
+    base=/sys/fs/cgroup/$c
+    [ -d "$base" ] || continue
+    d="$base/cleanroom.$CR_USER"
+    mkdir -p "$d"
+    # Delegation on v1: the user owns the directory and the files it writes into.
+    chown "$CR_USER:$CR_GID" "$d"
+    for f in cgroup.procs tasks cgroup.clone_children notify_on_release; do
+      [ -e "$d/$f" ] && chown "$CR_USER:$CR_GID" "$d/$f"
+    done
+    for f in "$d"/"$c".*; do [ -f "$f" ] && chown "$CR_USER:$CR_GID" "$f"; done
+  done
+  # memory.use_hierarchy must be on for limits to apply to children.
+  [ -w /sys/fs/cgroup/memory/cleanroom.$CR_USER/memory.use_hierarchy ] && \
+    echo 1 > /sys/fs/cgroup/memory/cleanroom.$CR_USER/memory.use_hierarchy 2>/dev/null || true
+  log "cgroup v1 subtree cleanroom.$CR_USER delegated to $CR_USER"
+elif [ -f /sys/fs/cgroup/cgroup.controllers ]; then
+  d=/sys/fs/cgroup/cleanroom.$CR_USER
+  mkdir -p "$d"
+  for ctl in memory pids cpu io; do
+    grep -qw "$ctl" /sys/fs/cgroup/cgroup.controllers && echo "+$ctl" > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+  done
+  chown -R "$CR_USER:$CR_GID" "$d"
+  log "cgroup v2 subtree $d delegated to $CR_USER"
+fi
+
+# --- 6. python venv readable by the user -------------------------------------------
+if [ ! -x "$VENV/bin/python" ]; then
+  log "creating venv $VENV"
+  install -d -m 0755 "$(dirname "$VENV")"
+  /usr/bin/python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+fi
+# Reinstall only when pyproject.toml or the source location changed.
+stamp="$VENV/.cleanroom-stamp"
+want="$(sha256sum "$REPO/pyproject.toml" | cut -d' ' -f1) $REPO"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  log "installing cleanroom (editable) from $REPO into $VENV"
+  if ! "$VENV/bin/pip" install -q -e "$REPO[test]" >/tmp/cleanroom-pip.log 2>&1; then
+    cat /tmp/cleanroom-pip.log >&2; die "pip install of cleanroom failed (log above)"
+  fi
+  echo "$want" > "$stamp"
+fi
+chmod -R a+rX "$VENV"
+
+# --- 7. Podman API service -------------------------------------------------------------
+RUNTIME_DIR=/run/user/$CR_UID
+install -d -m 0700 -o "$CR_USER" -g "$CR_GID" "$RUNTIME_DIR" "$RUNTIME_DIR/podman"
+install -d -m 0755 "$STATE_DIR" "$CONF_DIR"
+SOCK="$RUNTIME_DIR/podman/podman.sock"
+PIDFILE="$STATE_DIR/podman-service.pid"
+as_user() { runuser -u "$CR_USER" -- env HOME="$CR_HOME" XDG_RUNTIME_DIR="$RUNTIME_DIR" \
+              PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
+
+service_alive() {
+  [ -f "$PIDFILE" ] || return 1
+  pid=$(cat "$PIDFILE")
+  kill -0 "$pid" 2>/dev/null || return 1
+  [ "$(ps -o user= -p "$pid" | tr -d ' ')" = "$CR_USER" ] || return 1
+  as_user curl -s --max-time 3 --unix-socket "$SOCK" http://d/_ping 2>/dev/null | grep -q OK
+}
+
+if command -v curl >/dev/null 2>&1 && service_alive; then
+  log "Podman API service already running (pid $(cat "$PIDFILE")) on $SOCK"
+else
+  command -v curl >/dev/null 2>&1 || { apt-get install -y -qq curl >/dev/null; }
+  # A crashed run may leave a stale socket; podman refuses to bind over it.
+  rm -f "$SOCK"
+  as_user podman system migrate >/dev/null 2>&1 || true
+  log "starting Podman API service as $CR_USER on $SOCK"
+  as_user mkdir -p "$CR_HOME/.local/state/cleanroom"
+  setsid runuser -u "$CR_USER" -- env HOME="$CR_HOME" XDG_RUNTIME_DIR="$RUNTIME_DIR" \
+      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      podman system service --time=0 "unix://$SOCK" \
+      >>"$CR_HOME/.local/state/cleanroom/podman-service.log" 2>&1 < /dev/null &
+  # runuser forks podman as its child; record podman's own PID so stopping it is exact.
+  rpid=$!
+  for _ in $(seq 1 100); do
+    ppid=$(pgrep -P "$rpid" -u "$CR_USER" 2>/dev/null | head -n1 || true)
+    [ -n "$ppid" ] && [ -S "$SOCK" ] && break
+    sleep 0.1
+  done
+  echo "${ppid:-$rpid}" > "$PIDFILE"
+  for _ in $(seq 1 100); do
+    as_user curl -s --max-time 2 --unix-socket "$SOCK" http://d/_ping 2>/dev/null | grep -q OK && break
+    sleep 0.1
+  done
+  service_alive || die "the Podman API service did not answer on $SOCK; see $CR_HOME/.local/state/cleanroom/podman-service.log"
+  log "Podman API service up (pid $(cat "$PIDFILE"))"
+fi
+echo "unix://$SOCK" > "$CONF_DIR/podman-socket"
+chmod 0644 "$CONF_DIR/podman-socket"
+log "done: user=$CR_USER socket=unix://$SOCK venv=$VENV"
