@@ -1,0 +1,115 @@
+"""`cleanroom doctor`: each thing cleanroom needs, whether this host has it, and the fix."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+
+import click
+import msgspec
+
+IMAGES = ("localhost/cleanroom/busybox:latest", "localhost/cleanroom/services:bookworm")
+
+
+class Check(msgspec.Struct):
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+
+def _cgroup_checks(user: str) -> list[Check]:
+    root = Path("/sys/fs/cgroup")
+    if (root / "cgroup.controllers").is_file():
+        version = "v2"
+        sub = root / f"cleanroom.{user}"
+        delegated = sub.is_dir() and os.access(sub, os.W_OK)
+        where = str(sub)
+    elif (root / "memory").is_dir():
+        version = "v1 (hybrid)" if (root / "unified").is_dir() else "v1"
+        subs = [root / c / f"cleanroom.{user}" for c in ("memory", "pids", "cpu", "cpuacct")]
+        delegated = all(s.is_dir() and os.access(s, os.W_OK) for s in subs)
+        where = ", ".join(str(s) for s in subs)
+    else:
+        return [Check("cgroups", False, "no cgroup filesystem found", "mount cgroupfs")]
+    driver = "none"
+    try:
+        from sandbox.confine import cgroup_driver_name
+
+        driver = cgroup_driver_name()
+    except ImportError:
+        pass
+    return [
+        Check("cgroup version", True, version),
+        Check("cgroup delegation", delegated,
+              f"{'writable' if delegated else 'missing or not writable'}: {where}; driver: {driver}",
+              "" if delegated else "run scripts/setup-host.sh as root (it delegates cleanroom.<user>)"),
+    ]
+
+
+def collect(url: str | None) -> list[Check]:
+    from sandbox.engine.connection import Connection
+    from sandbox.errors import EngineUnavailable
+
+    user = getpass.getuser()
+    checks: list[Check] = []
+    try:
+        conn = Connection(url)
+    except EngineUnavailable as exc:
+        checks.append(Check("podman service", False, str(exc).splitlines()[0] + " " +
+                            "; ".join(t for t, _ in exc.tried), exc.fix))
+        conn = None
+    if conn is not None:
+        try:
+            api = conn.client().api
+            info = api.get("/info").json()
+            version = (info.get("version") or {}).get("Version", "?")
+            host = info.get("host") or {}
+            sec = host.get("security") or {}
+            runtime = (host.get("ociRuntime") or {}).get("name", "?")
+            checks.append(Check("podman service", True, f"{conn.url} (Podman {version})"))
+            rootless = bool(sec.get("rootless"))
+            checks.append(Check("rootless", rootless, "yes" if rootless else "no: the service runs as root",
+                                "" if rootless else "run the API service as an unprivileged user"))
+            crun_bad = runtime == "crun" and host.get("cgroupVersion") == "v1"
+            checks.append(Check("oci runtime", not crun_bad, runtime,
+                                "set [engine] runtime = \"runc\" in ~/.config/containers/containers.conf"
+                                if crun_bad else ""))
+            for image in IMAGES:
+                present = api.get(f"/images/{image}/exists").status_code == 204
+                checks.append(Check(f"image {image}", present, "present" if present else "missing",
+                                    "" if present else "cleanroom images build (or make images)"))
+        except Exception as exc:  # doctor must report, not crash
+            checks.append(Check("podman info", False, f"{type(exc).__name__}: {exc}", "check the service log"))
+        finally:
+            conn.close()
+    checks.extend(_cgroup_checks(user))
+    tun = Path("/dev/net/tun")
+    tun_ok = tun.exists() and os.access(tun, os.R_OK | os.W_OK)
+    checks.append(Check("/dev/net/tun", tun_ok, "usable" if tun_ok else "not usable by this user",
+                        "" if tun_ok else "chmod 0666 /dev/net/tun (as root); only --network none works without it"))
+    subuid = any(line.split(":")[0] == user for line in _lines("/etc/subuid"))
+    checks.append(Check("subuid/subgid", subuid, "ranges present" if subuid else f"no range for {user}",
+                        "" if subuid else f"usermod --add-subuids 200000-265535 --add-subgids 200000-265535 {user}"))
+    return checks
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def doctor_main(as_json: bool, url: str | None) -> int:
+    checks = collect(url)
+    if as_json:
+        click.echo(msgspec.json.encode(checks).decode())
+    else:
+        for c in checks:
+            mark = "ok " if c.ok else "FAIL"
+            click.echo(f"[{mark}] {c.name}: {c.detail}")
+            if c.fix:
+                click.echo(f"       fix: {c.fix}")
+    return 0 if all(c.ok for c in checks) else 1

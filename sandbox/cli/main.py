@@ -1,0 +1,97 @@
+"""`cleanroom` command line: the main job is `cleanroom run IMAGE -- CMD...`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from sandbox.cli.common import EXIT_ENGINE, EXIT_POLICY, die, load_config, policy_options
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="cleanroom")
+def cli() -> None:
+    """Hermetic, policy-governed test sandboxes on rootless Podman."""
+
+
+@cli.command(context_settings={"ignore_unknown_options": False, "allow_interspersed_args": False})
+@policy_options
+@click.option("--env-var", "env_vars", multiple=True, metavar="K=V", help="Set a variable inside the sandbox.")
+@click.option("--secret", "secrets", multiple=True, metavar="NAME",
+              help="Pass host variable NAME into the sandbox and mask its value everywhere.")
+@click.option("--timeout", type=float, default=None, help="Seconds before the sandbox is killed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a summary.")
+@click.argument("image")
+@click.argument("command", nargs=-1, required=True)
+def run(policy, env, env_vars, secrets, timeout, as_json, image, command) -> None:
+    """Run COMMAND in a confined sandbox of IMAGE; exit with its code.
+
+    Example: cleanroom run --policy policies/strict.toml IMAGE -- /bin/sh -c 'echo hi'
+    """
+    from sandbox.cli.run_cmd import run_main
+
+    sys.exit(run_main(policy, env, env_vars, secrets, timeout, as_json, image, list(command)))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--url", default=None, help="Podman API URL (default: discovered).")
+def doctor(as_json: bool, url: str | None) -> None:
+    """What this host supports, and how to fix what it lacks."""
+    from sandbox.cli.doctor_cmd import doctor_main
+
+    sys.exit(doctor_main(as_json, url))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--url", default=None, help="Podman API URL (default: discovered).")
+@click.option("--all", "remove_all", is_flag=True, help="Also remove sandboxes whose owner still runs.")
+def prune(as_json: bool, url: str | None, remove_all: bool) -> None:
+    """Remove what crashed runs left: sandboxes, cgroups, networks."""
+    from sandbox.cli.prune_cmd import prune_main
+
+    sys.exit(prune_main(as_json, url, remove_all))
+
+
+@cli.group()
+def images() -> None:
+    """Local images cleanroom uses (no registry needed)."""
+
+
+@images.command("build")
+@click.option("--force", is_flag=True, help="Rebuild images that already exist.")
+@click.argument("names", nargs=-1)
+def images_build(force: bool, names: tuple[str, ...]) -> None:
+    """Build localhost/cleanroom/busybox and localhost/cleanroom/services."""
+    from sandbox.cli.images_cmd import build_main
+
+    sys.exit(build_main(force, list(names)))
+
+
+def _add_optional_groups() -> None:
+    # Each group lives in its own module; a missing one must not break the others.
+    for module, attr in (
+        ("sandbox.cli.policy_cmd", "policy_group"),
+        ("sandbox.cli.audit_cmd", "audit_group"),
+        ("sandbox.cli.test_cmd", "test_command"),
+        ("sandbox.cli.serve_cmd", "serve_command"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        cli.add_command(getattr(mod, attr))
+
+
+_add_optional_groups()
+
+
+def main() -> None:
+    cli(prog_name="cleanroom")
+
+
+__all__ = ["cli", "main", "EXIT_ENGINE", "EXIT_POLICY", "die", "load_config"]

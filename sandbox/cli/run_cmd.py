@@ -1,0 +1,107 @@
+"""`cleanroom run`: one confined sandbox, output streamed live and redacted."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import msgspec
+
+from sandbox.cli.common import EXIT_ENGINE, EXIT_POLICY, EXIT_TIMEOUT, die, load_config
+
+
+def _parse_env_vars(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            die(f"--env-var expects K=V, got {pair!r}", EXIT_POLICY)
+        out[key] = value
+    return out
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "n/a"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _summary(result, audit_path) -> str:
+    u = result.usage
+    parts = [f"exit {result.exit_code}", f"{result.duration_seconds:.2f} s"]
+    if u.peak_memory_bytes is not None:
+        mem = f"peak mem {_fmt_bytes(u.peak_memory_bytes)}"
+        if u.memory_limit_bytes:
+            mem += f" / {_fmt_bytes(u.memory_limit_bytes)}"
+        parts.append(mem)
+    if u.cpu_seconds is not None:
+        cpu = f"cpu {u.cpu_seconds:.2f} s"
+        if u.cpu_limit_percent:
+            cpu += f" (limit {u.cpu_limit_percent:g}%)"
+        parts.append(cpu)
+    if u.peak_pids is not None:
+        pids = f"pids {u.peak_pids}"
+        if u.pids_limit:
+            pids += f" / {u.pids_limit}"
+        parts.append(pids)
+    for b in result.breaches:
+        parts.append(f"LIMIT {b.limit}: {b.observed} > {b.limit_value}")
+    if result.redactions:
+        parts.append("redacted " + ", ".join(f"{k}×{v}" for k, v in sorted(result.redactions.items())))
+    parts.append(f"audit {audit_path}" if audit_path else "audit off")
+    return "cleanroom: " + " · ".join(parts)
+
+
+def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command) -> int:
+    from sandbox.environment import CleanroomEnvironment
+    from sandbox.errors import CleanroomError, EngineUnavailable, NetworkPolicyViolation, PolicyError, TimeoutExceeded
+
+    config = load_config(policy, env)
+    sandbox_env = _parse_env_vars(env_vars)
+    secret_values = {}
+    for name in secrets:
+        if name not in os.environ:
+            die(f"--secret {name}: no such variable in this process's environment", EXIT_POLICY)
+        secret_values[name] = os.environ[name]
+        sandbox_env[name] = os.environ[name]
+
+    def out(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    def err(text: str) -> None:
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+    env_obj = CleanroomEnvironment(config)
+    try:
+        with env_obj:
+            for name, value in secret_values.items():
+                env_obj.add_secret(value, name)
+            result = env_obj.run(
+                image, command, env=sandbox_env, timeout=timeout,
+                on_stdout=None if as_json else out, on_stderr=None if as_json else err,
+            )
+    except TimeoutExceeded as exc:
+        click.echo(f"cleanroom: timeout: {exc.what} exceeded {exc.timeout:g} s; sandbox killed and removed"
+                   + (f" · audit {env_obj.audit_path}" if env_obj.audit_path else ""), err=True)
+        return EXIT_TIMEOUT
+    except EngineUnavailable as exc:
+        die(str(exc), EXIT_ENGINE)
+    except (PolicyError, NetworkPolicyViolation) as exc:
+        die(str(exc), EXIT_POLICY)
+    except CleanroomError as exc:
+        die(str(exc), EXIT_ENGINE)
+    if as_json:
+        data = msgspec.to_builtins(result)
+        data["verdict"] = result.verdict
+        data["audit_path"] = str(env_obj.audit_path) if env_obj.audit_path else None
+        click.echo(msgspec.json.encode(data).decode())
+    else:
+        click.echo(_summary(result, env_obj.audit_path), err=True)
+    return result.exit_code if result.exit_code >= 0 else EXIT_ENGINE
