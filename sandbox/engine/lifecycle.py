@@ -328,11 +328,133 @@ class SandboxRunner:
             )
         return result
 
+    # -- long-running services -----------------------------------------------------------
+    def start_service(
+        self,
+        image: str,
+        command: list[str] | None,
+        *,
+        name: str | None = None,
+        env: dict[str, str] | None = None,
+        ports: dict[int, int | None] | None = None,
+        network: str | None = None,
+        limits: dict[str, Any] | None = None,
+        extra_labels: dict[str, str] | None = None,
+        writable_paths: list[str] | None = None,
+        keep: bool = False,
+    ) -> ServiceHandle:
+        """Create, confine and start a detached container whose output is kept redacted.
+
+        ``keep=True`` (singletons) leaves it running past this process; otherwise it is
+        removed by ``ServiceHandle.remove`` or, failing that, at exit.
+        """
+        handle, token = self.create_initialised(
+            image, command, kind="service", name=name, env=env, ports=ports, network=network,
+            limits=limits, extra_labels=extra_labels, writable_paths=writable_paths,
+        )
+        client = self.connection.client()
+        try:
+            client.api.post(f"/containers/{handle.id}/start",
+                            timeout=float(self.policy.container_startup_timeout))
+            info = client.api.get(f"/containers/{handle.id}/json").json()
+        except BaseException as exc:
+            self._release(handle)
+            self._remove(handle.id)
+            cleanup.done(token)
+            if isinstance(exc, APIError):
+                raise ContainerError(f"start failed: {self.redact(_api_message(exc))}", sandbox=handle.name) from None
+            raise
+        self._audit("sandbox.started", "Minimal", sandbox=handle.name, kind="service")
+        if keep:
+            # A kept singleton outlives us by design; its cgroup stays with it.
+            cleanup.done(token)
+            token = 0
+        return ServiceHandle(self, handle, token, host_ports(info))
+
     def _kill(self, cid: str) -> None:
         try:
             self.connection.client().api.post(f"/containers/{cid}/kill", params={"signal": "SIGKILL"})
         except (APIError, CleanroomError) as exc:
             logger.warning("kill failed", sandbox=cid[:12], error=str(exc))
+
+
+def host_ports(info: dict[str, Any]) -> dict[int, int]:
+    """container port → host port, from an inspect result."""
+    out: dict[int, int] = {}
+    ports = ((info.get("NetworkSettings") or {}).get("Ports")) or {}
+    for key, bindings in ports.items():
+        if not bindings:
+            continue
+        cport = int(str(key).split("/")[0])
+        for b in bindings:
+            if b.get("HostPort"):
+                out[cport] = int(b["HostPort"])
+                break
+    return out
+
+
+class ServiceHandle:
+    """A running detached container: its ports, its redacted logs, its removal."""
+
+    def __init__(self, runner: SandboxRunner, handle: SandboxHandle, token: int, ports: dict[int, int]) -> None:
+        self.runner = runner
+        self.handle = handle
+        self.id = handle.id
+        self.name = handle.name
+        self.ports = ports
+        self._token = token
+        self.removed = False
+
+    def logs(self, tail_lines: int | None = None) -> str:
+        """The container's output so far, redacted."""
+        params: dict[str, Any] = {"stdout": True, "stderr": True}
+        if tail_lines:
+            params["tail"] = str(tail_lines)
+        resp = self.runner.connection.client().api.get(f"/containers/{self.id}/logs", params=params)
+        chunks = [o or e or b"" for o, e in podman_api.stream_frames(resp, demux=True)]
+        return self.runner.redact(b"".join(chunks).decode("utf-8", errors="replace"))
+
+    def state(self) -> dict[str, Any]:
+        try:
+            return self.runner.connection.client().api.get(f"/containers/{self.id}/json").json()["State"]
+        except NotFound:
+            return {"Status": "removed", "Running": False}
+
+    def is_running(self) -> bool:
+        return bool(self.state().get("Running"))
+
+    def exec(self, command: list[str], *, env: dict[str, str] | None = None,
+             timeout: float | None = None) -> tuple[int, str]:
+        """Run a command inside; returns (exit code, redacted combined output)."""
+        api = self.runner.connection.client().api
+        body = {"Cmd": command, "AttachStdout": True, "AttachStderr": True}
+        if env:
+            body["Env"] = [f"{k}={v}" for k, v in env.items()]
+        exec_id = api.post(f"/containers/{self.id}/exec", data=json.dumps(body),
+                           headers={"content-type": "application/json"}).json()["Id"]
+        resp = api.post(f"/exec/{exec_id}/start", data=json.dumps({"Detach": False, "Tty": False}),
+                        headers={"content-type": "application/json"}, stream=True, timeout=timeout)
+        chunks = [o or e or b"" for o, e in podman_api.stream_frames(resp, demux=True)]
+        code = api.get(f"/exec/{exec_id}/json").json().get("ExitCode", -1)
+        text = self.runner.redact(b"".join(chunks).decode("utf-8", errors="replace"))
+        self.runner._audit("sandbox.exec", "High", sandbox=self.name,
+                           command=[self.runner.redact(a) for a in command], exit_code=code)
+        return int(code if code is not None else -1), text
+
+    def remove(self) -> None:
+        if self.removed:
+            return
+        self.removed = True
+        try:
+            self.runner._call("after_exit", self.handle)
+        finally:
+            self.runner._release(self.handle)
+            try:
+                self.runner._remove(self.id)
+            finally:
+                if self._token:
+                    cleanup.done(self._token)
+        self.runner._audit("sandbox.removed", "Minimal", sandbox=self.name, kind="service")
 
 
 def msgspec_to_builtins(obj: Any) -> Any:
