@@ -24,7 +24,7 @@ unit:
 	$(AS_USER) $(PYTEST) tests/unit $(PYTEST_ARGS)
 
 bench:
-	$(AS_USER) $(PYTEST) tests/performance -s $(PYTEST_ARGS)
+	$(AS_USER) $(PYTEST) tests/performance -s -o python_files="bench_*.py" $(PYTEST_ARGS)
 
 doctor:
 	$(AS_USER) cleanroom doctor

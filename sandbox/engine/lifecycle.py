@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from loguru import logger
 from podman import api as podman_api
 from podman.errors import APIError, NotFound
+from requests.exceptions import ConnectionError as TransportError
+from requests.exceptions import Timeout as TransportTimeout
 
 from sandbox.engine import cleanup
 from sandbox.engine.connection import Connection
@@ -185,6 +187,10 @@ class SandboxRunner:
             ) from None
         except APIError as exc:
             raise ContainerError(f"create failed: {self.redact(_api_message(exc))}", sandbox=sandbox_name) from None
+        except TransportTimeout:
+            raise TimeoutExceeded("container create", startup_timeout, sandbox=sandbox_name) from None
+        except TransportError as exc:
+            raise ContainerError(f"lost the Podman service during create: {exc}", sandbox=sandbox_name) from None
         cid = resp.json()["Id"]
         handle = SandboxHandle(id=cid, name=sandbox_name, pid=0, policy=self.policy, limits=dict(limits or {}))
         token = cleanup.register(f"container {sandbox_name}", lambda: self._remove(cid))
@@ -201,6 +207,8 @@ class SandboxRunner:
             cleanup.done(token)
             if isinstance(exc, APIError):
                 raise ContainerError(f"init failed: {self.redact(_api_message(exc))}", sandbox=sandbox_name) from None
+            if isinstance(exc, TransportTimeout):
+                raise TimeoutExceeded("container init", startup_timeout, sandbox=sandbox_name) from None
             raise
         self._audit("sandbox.created", "Minimal", sandbox=sandbox_name, image=image, kind=kind)
         if handle.facts:
@@ -240,10 +248,10 @@ class SandboxRunner:
         err = _Capture(self.redactor, on_stderr)
         timed_out = False
         exit_code = -1
+        attach_client = self.connection.fresh_client()
         try:
             attach_error: list[BaseException] = []
             attached = threading.Event()
-            attach_client = self.connection.fresh_client()
 
             def pump() -> None:
                 try:
@@ -276,7 +284,16 @@ class SandboxRunner:
                 client.api.post(f"/containers/{handle.id}/start",
                                 timeout=float(self.policy.container_startup_timeout))
             except APIError as exc:
-                raise ContainerError(f"start failed: {self.redact(_api_message(exc))}", sandbox=handle.name) from None
+                reader.join(2)
+                out.close()
+                err.close()
+                raise ContainerError(
+                    f"start failed: {self.redact(_api_message(exc))}", sandbox=handle.name,
+                    exit_code=self._exit_code(handle.id), last_output=tail(out.text() + err.text()),
+                ) from None
+            except TransportTimeout:
+                raise TimeoutExceeded("container start", float(self.policy.container_startup_timeout),
+                                      sandbox=handle.name) from None
             self._audit("sandbox.started", "Minimal", sandbox=handle.name)
 
             deadline = started + timeout
@@ -292,9 +309,9 @@ class SandboxRunner:
                 logger.warning("wait failed", sandbox=handle.name, error=str(exc))
             out.close()
             err.close()
-            attach_client.close()
             self._call("after_exit", handle)
         finally:
+            attach_client.close()
             self._release(handle)
             try:
                 self._remove(handle.id)
@@ -322,10 +339,12 @@ class SandboxRunner:
                     breaches=[msgspec_to_builtins(b) for b in result.breaches])
         if timed_out:
             self._audit("limit.breach", "High", sandbox=handle.name, limit="timeout", limit_value=timeout)
-            raise TimeoutExceeded(
+            exc = TimeoutExceeded(
                 "sandbox command", timeout, sandbox=handle.name,
                 last_output=tail(result.stdout + result.stderr),
             )
+            exc.result = result  # type: ignore[attr-defined]
+            raise exc
         return result
 
     # -- long-running services -----------------------------------------------------------
@@ -370,6 +389,13 @@ class SandboxRunner:
             cleanup.done(token)
             token = 0
         return ServiceHandle(self, handle, token, host_ports(info))
+
+    def _exit_code(self, cid: str) -> int | None:
+        try:
+            state = self.connection.client().api.get(f"/containers/{cid}/json").json()["State"]
+            return int(state.get("ExitCode")) if state.get("ExitCode") is not None else None
+        except Exception:
+            return None
 
     def _kill(self, cid: str) -> None:
         try:
