@@ -1,0 +1,108 @@
+"""`cleanroom serve`: health and Prometheus metrics for this host's sandboxes.
+
+Binds 127.0.0.1 by default: the numbers describe a test host and are nobody
+else's business. /healthz answers 200 while the Podman service answers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import click
+
+from sandbox.cli.common import EXIT_ENGINE, die
+
+
+def _collector(url: str | None):
+    from prometheus_client.core import GaugeMetricFamily
+
+    from sandbox.engine.connection import Connection
+    from sandbox.engine.ownership import LABEL_KIND, LABEL_MANAGED, owner_alive
+
+    conn = Connection(url)
+
+    class Collector:
+        def collect(self):
+            up = GaugeMetricFamily("cleanroom_engine_up", "1 when the Podman API service answers")
+            by_kind = GaugeMetricFamily("cleanroom_containers", "cleanroom containers by kind and state",
+                                        labels=["kind", "state"])
+            orphans = GaugeMetricFamily("cleanroom_orphans", "containers whose owning process is gone")
+            try:
+                api = conn.client().api
+                filters = json.dumps({"label": [f"{LABEL_MANAGED}=true"]})
+                items = api.get("/containers/json", params={"all": True, "filters": filters}).json() or []
+                up.add_metric([], 1)
+            except Exception:
+                items = []
+                up.add_metric([], 0)
+            counts: dict[tuple[str, str], int] = {}
+            dead = 0
+            for c in items:
+                labels = c.get("Labels") or {}
+                key = (labels.get(LABEL_KIND, "unknown"), c.get("State", "unknown"))
+                counts[key] = counts.get(key, 0) + 1
+                dead += 0 if owner_alive(labels) else 1
+            for (kind, state), n in counts.items():
+                by_kind.add_metric([kind, state], n)
+            orphans.add_metric([], dead)
+            yield up
+            yield by_kind
+            yield orphans
+
+    return conn, Collector()
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=9464, show_default=True, type=int)
+@click.option("--url", default=None, help="Podman API URL (default: discovered).")
+def serve_command(host: str, port: int, url: str | None) -> None:
+    """Serve /healthz and /metrics (Prometheus) for this host's sandboxes."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+    from sandbox.errors import EngineUnavailable
+
+    try:
+        conn, collector = _collector(url)
+    except EngineUnavailable as exc:
+        die(str(exc), EXIT_ENGINE)
+    registry = CollectorRegistry()
+    registry.register(collector)
+    started = time.time()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            if self.path == "/metrics":
+                body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
+            elif self.path == "/healthz":
+                try:
+                    ok = conn.client().ping()
+                except Exception:
+                    ok = False
+                body = json.dumps({"ok": ok, "engine": conn.url, "uptime_seconds": round(time.time() - started, 1)})
+                body, ctype, code = body.encode(), "application/json", 200 if ok else 503
+            else:
+                body, ctype, code = b"not found\n", "text/plain", 404
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, fmt, *args):  # keep the console for the startup line
+            pass
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    click.echo(f"cleanroom serve: http://{host}:{server.server_address[1]}/metrics and /healthz", err=True)
+    sys.stderr.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        conn.close()
