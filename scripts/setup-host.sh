@@ -74,6 +74,14 @@ log_driver = "k8s-file"
 EOF
 if ! cmp -s "$CONF.tmp" "$CONF" 2>/dev/null; then mv "$CONF.tmp" "$CONF"; else rm -f "$CONF.tmp"; fi
 chown "$CR_USER:$CR_GID" "$CONF"
+# Without this, rootless Podman 4.3 falls back to vfs here (/dev/fuse is 0600), which
+# copies the whole image for every container: seconds per PostgreSQL sandbox. The
+# kernel's native rootless overlay works and shares layers.
+STORAGE_CONF="$CR_HOME/.config/containers/storage.conf"
+if ! grep -q '^driver = "overlay"' "$STORAGE_CONF" 2>/dev/null; then
+  printf '# Written by cleanroom scripts/setup-host.sh.\n[storage]\ndriver = "overlay"\n' > "$STORAGE_CONF"
+  chown "$CR_USER:$CR_GID" "$STORAGE_CONF"
+fi
 
 # --- 4. /dev/net/tun ----------------------------------------------------------------
 if [ -e /dev/net/tun ]; then
@@ -145,6 +153,17 @@ service_alive() {
   [ "$(ps -o user= -p "$pid" | tr -d ' ')" = "$CR_USER" ] || return 1
   as_user curl -s --max-time 3 --unix-socket "$SOCK" http://d/_ping 2>/dev/null | grep -q OK
 }
+
+# A store made earlier with vfs cannot be opened with overlay: stop our service (by
+# its recorded PID), reset the store, and let build-images.sh import the images again.
+if [ -d "$CR_HOME/.local/share/containers/storage/vfs" ]; then
+  log "migrating $CR_USER's container storage from vfs to overlay (images will be re-imported)"
+  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    kill "$(cat "$PIDFILE")"; sleep 1
+  fi
+  as_user podman --storage-driver vfs system reset -f >/dev/null 2>&1 || true
+  rm -rf "$CR_HOME/.local/share/containers/storage/vfs"*
+fi
 
 if command -v curl >/dev/null 2>&1 && service_alive; then
   log "Podman API service already running (pid $(cat "$PIDFILE")) on $SOCK"

@@ -63,7 +63,7 @@ def collect(url: str | None) -> list[Check]:
     if conn is not None:
         try:
             api = conn.client().api
-            info = api.get("/info").json()
+            info = conn.api().get("/info").json()
             version = (info.get("version") or {}).get("Version", "?")
             host = info.get("host") or {}
             sec = host.get("security") or {}

@@ -31,7 +31,7 @@ def _collector(url: str | None):
                                         labels=["kind", "state"])
             orphans = GaugeMetricFamily("cleanroom_orphans", "containers whose owning process is gone")
             try:
-                api = conn.client().api
+                api = conn.api()
                 filters = json.dumps({"label": [f"{LABEL_MANAGED}=true"]})
                 items = api.get("/containers/json", params={"all": True, "filters": filters}).json() or []
                 up.add_metric([], 1)

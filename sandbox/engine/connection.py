@@ -88,6 +88,31 @@ def resolve_url(explicit: str | None = None) -> str:
     raise EngineUnavailable(tried, START_HINT)
 
 
+class CheckedAPI:
+    """podman-py's raw API calls return error responses instead of raising; this raises.
+
+    404 becomes podman.errors.NotFound, any other status >= 400 podman.errors.APIError,
+    both carrying Podman's own message.
+    """
+
+    def __init__(self, api) -> None:
+        self._api = api
+
+    def get(self, path: str, **kw):
+        return _ok(self._api.get(path, **kw))
+
+    def post(self, path: str, **kw):
+        return _ok(self._api.post(path, **kw))
+
+    def delete(self, path: str, **kw):
+        return _ok(self._api.delete(path, **kw))
+
+
+def _ok(resp):
+    resp.raise_for_status()
+    return resp
+
+
 class Connection:
     """A resolved service URL plus one PodmanClient per thread.
 
@@ -109,6 +134,10 @@ class Connection:
             with self._lock:
                 self._clients.append(c)
         return c
+
+    def api(self) -> CheckedAPI:
+        """This thread's keep-alive client, raising on error statuses."""
+        return CheckedAPI(self.client().api)
 
     def fresh_client(self) -> PodmanClient:
         """A client for one long-lived streaming request (attach); the caller closes it."""

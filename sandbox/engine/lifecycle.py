@@ -22,7 +22,7 @@ from requests.exceptions import ConnectionError as TransportError
 from requests.exceptions import Timeout as TransportTimeout
 
 from sandbox.engine import cleanup
-from sandbox.engine.connection import Connection
+from sandbox.engine.connection import CheckedAPI, Connection
 from sandbox.engine.results import LimitBreach, RunResult, Usage
 from sandbox.engine.spec import build_spec
 from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
@@ -94,6 +94,16 @@ class _Capture:
         return "".join(self._parts)
 
 
+def _runtime_exit_code(message: str) -> int | None:
+    """The shell's convention, as `podman run` reports it: 127 not found, 126 not executable."""
+    low = message.lower()
+    if "not found" in low or "no such file" in low:
+        return 127
+    if "permission denied" in low:
+        return 126
+    return None
+
+
 def tail(text: str, lines: int = _TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
 
@@ -134,7 +144,7 @@ class SandboxRunner:
 
     def _remove(self, cid: str) -> None:
         try:
-            self.connection.client().api.delete(
+            self.connection.api().delete(
                 f"/containers/{cid}", params={"force": True, "v": True, "t": 0}
             )
         except NotFound:
@@ -173,20 +183,21 @@ class SandboxRunner:
             self.policy, image, command, env=env, labels=labels, name=sandbox_name,
             ports=ports, network=network, writable_paths=writable_paths,
         )
-        client = self.connection.client()
+        api = self.connection.api()
         try:
-            resp = client.api.post(
+            resp = api.post(
                 "/containers/create", data=json.dumps(spec),
                 headers={"content-type": "application/json"}, timeout=startup_timeout,
             )
-        except NotFound as exc:
-            raise ContainerError(
-                f"image {image} not found in this user's Podman storage "
-                f"(build the local images with `cleanroom images build` or `make images`): {_api_message(exc)}",
-                sandbox=sandbox_name,
-            ) from None
         except APIError as exc:
-            raise ContainerError(f"create failed: {self.redact(_api_message(exc))}", sandbox=sandbox_name) from None
+            message = _api_message(exc)
+            if isinstance(exc, NotFound) or "image not known" in message or "no such image" in message.lower():
+                raise ContainerError(
+                    f"image {image} not found in this user's Podman storage (no registry is used: build "
+                    f"the local images with `cleanroom images build` or `make images`): {message}",
+                    sandbox=sandbox_name,
+                ) from None
+            raise ContainerError(f"create failed: {self.redact(message)}", sandbox=sandbox_name) from None
         except TransportTimeout:
             raise TimeoutExceeded("container create", startup_timeout, sandbox=sandbox_name) from None
         except TransportError as exc:
@@ -195,18 +206,23 @@ class SandboxRunner:
         handle = SandboxHandle(id=cid, name=sandbox_name, pid=0, policy=self.policy, limits=dict(limits or {}))
         token = cleanup.register(f"container {sandbox_name}", lambda: self._remove(cid))
         try:
-            client.api.post(f"/containers/{cid}/init", timeout=startup_timeout)
-            state = client.api.get(f"/containers/{cid}/json").json()["State"]
+            api.post(f"/containers/{cid}/init", timeout=startup_timeout)
+            state = api.get(f"/containers/{cid}/json").json()["State"]
             handle.pid = int(state.get("Pid") or 0)
             if not handle.pid:
                 raise ContainerError(f"init left no process (state {state.get('Status')})", sandbox=sandbox_name)
             self._call("after_init", handle)
         except BaseException as exc:
+            code = _runtime_exit_code(_api_message(exc)) if isinstance(exc, APIError) else None
             self._release(handle)
             self._remove(cid)
             cleanup.done(token)
             if isinstance(exc, APIError):
-                raise ContainerError(f"init failed: {self.redact(_api_message(exc))}", sandbox=sandbox_name) from None
+                # An OCI runtime failure (e.g. the command does not exist) surfaces at init.
+                raise ContainerError(
+                    f"start failed at init: {self.redact(_api_message(exc))}", sandbox=sandbox_name,
+                    exit_code=code,
+                ) from None
             if isinstance(exc, TransportTimeout):
                 raise TimeoutExceeded("container init", startup_timeout, sandbox=sandbox_name) from None
             raise
@@ -249,13 +265,14 @@ class SandboxRunner:
         timed_out = False
         exit_code = -1
         attach_client = self.connection.fresh_client()
+        attach_api = CheckedAPI(attach_client.api)
         try:
             attach_error: list[BaseException] = []
             attached = threading.Event()
 
             def pump() -> None:
                 try:
-                    resp = attach_client.api.post(
+                    resp = attach_api.post(
                         f"/containers/{handle.id}/attach",
                         params={"stream": True, "stdout": True, "stderr": True, "logs": True},
                         stream=True,
@@ -279,9 +296,9 @@ class SandboxRunner:
                 raise ContainerError(
                     f"attach failed: {self.redact(_api_message(attach_error[0]))}", sandbox=handle.name
                 )
-            client = self.connection.client()
+            api = self.connection.api()
             try:
-                client.api.post(f"/containers/{handle.id}/start",
+                api.post(f"/containers/{handle.id}/start",
                                 timeout=float(self.policy.container_startup_timeout))
             except APIError as exc:
                 reader.join(2)
@@ -303,7 +320,7 @@ class SandboxRunner:
                 self._kill(handle.id)
                 reader.join(10)
             try:
-                resp = client.api.post(f"/containers/{handle.id}/wait", params=_WAIT_PARAMS, timeout=30)
+                resp = api.post(f"/containers/{handle.id}/wait", params=_WAIT_PARAMS, timeout=30)
                 exit_code = int(resp.json())
             except (APIError, ValueError) as exc:
                 logger.warning("wait failed", sandbox=handle.name, error=str(exc))
@@ -371,11 +388,11 @@ class SandboxRunner:
             image, command, kind="service", name=name, env=env, ports=ports, network=network,
             limits=limits, extra_labels=extra_labels, writable_paths=writable_paths,
         )
-        client = self.connection.client()
+        api = self.connection.api()
         try:
-            client.api.post(f"/containers/{handle.id}/start",
+            api.post(f"/containers/{handle.id}/start",
                             timeout=float(self.policy.container_startup_timeout))
-            info = client.api.get(f"/containers/{handle.id}/json").json()
+            info = api.get(f"/containers/{handle.id}/json").json()
         except BaseException as exc:
             self._release(handle)
             self._remove(handle.id)
@@ -392,16 +409,27 @@ class SandboxRunner:
 
     def _exit_code(self, cid: str) -> int | None:
         try:
-            state = self.connection.client().api.get(f"/containers/{cid}/json").json()["State"]
+            state = self.connection.api().get(f"/containers/{cid}/json").json()["State"]
             return int(state.get("ExitCode")) if state.get("ExitCode") is not None else None
         except Exception:
             return None
 
     def _kill(self, cid: str) -> None:
         try:
-            self.connection.client().api.post(f"/containers/{cid}/kill", params={"signal": "SIGKILL"})
+            self.connection.api().post(f"/containers/{cid}/kill", params={"signal": "SIGKILL"})
         except (APIError, CleanroomError) as exc:
             logger.warning("kill failed", sandbox=cid[:12], error=str(exc))
+
+
+def demux_frames(data: bytes) -> list[bytes]:
+    """Payloads of Podman's multiplexed stream (8-byte header: stream, 0, 0, 0, size BE32)."""
+    out = []
+    i = 0
+    while i + 8 <= len(data):
+        size = int.from_bytes(data[i + 4:i + 8], "big")
+        out.append(data[i + 8:i + 8 + size])
+        i += 8 + size
+    return out
 
 
 def host_ports(info: dict[str, Any]) -> dict[int, int]:
@@ -436,13 +464,12 @@ class ServiceHandle:
         params: dict[str, Any] = {"stdout": True, "stderr": True}
         if tail_lines:
             params["tail"] = str(tail_lines)
-        resp = self.runner.connection.client().api.get(f"/containers/{self.id}/logs", params=params)
-        chunks = [o or e or b"" for o, e in podman_api.stream_frames(resp, demux=True)]
-        return self.runner.redact(b"".join(chunks).decode("utf-8", errors="replace"))
+        resp = self.runner.connection.api().get(f"/containers/{self.id}/logs", params=params)
+        return self.runner.redact(b"".join(demux_frames(resp.content)).decode("utf-8", errors="replace"))
 
     def state(self) -> dict[str, Any]:
         try:
-            return self.runner.connection.client().api.get(f"/containers/{self.id}/json").json()["State"]
+            return self.runner.connection.api().get(f"/containers/{self.id}/json").json()["State"]
         except NotFound:
             return {"Status": "removed", "Running": False}
 
@@ -452,7 +479,7 @@ class ServiceHandle:
     def exec(self, command: list[str], *, env: dict[str, str] | None = None,
              timeout: float | None = None) -> tuple[int, str]:
         """Run a command inside; returns (exit code, redacted combined output)."""
-        api = self.runner.connection.client().api
+        api = self.runner.connection.api()
         body = {"Cmd": command, "AttachStdout": True, "AttachStderr": True}
         if env:
             body["Env"] = [f"{k}={v}" for k, v in env.items()]

@@ -23,7 +23,7 @@ def prune(url: str | None = None, include_live: bool = False) -> PruneReport:
     report = PruneReport()
     conn = Connection(url)
     try:
-        api = conn.client().api
+        api = conn.api()
         filters = json.dumps({"label": [f"{LABEL_MANAGED}=true"]})
         for c in api.get("/containers/json", params={"all": True, "filters": filters}).json() or []:
             labels = c.get("Labels") or {}
