@@ -144,6 +144,7 @@ def test_failed_start_is_a_container_error_and_leaves_nothing(strict_env, podman
     with pytest.raises(ContainerError) as info:
         strict_env.run(BUSYBOX, ["/no/such/binary"])
     assert "start failed" in str(info.value)
+    assert info.value.exit_code == 127  # the shell's "command not found", as podman run reports
     mine = f"{LABEL_OWNER_PID}={os.getpid()}"
     assert containers_with_label(podman_api, mine) == []
 
