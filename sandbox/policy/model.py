@@ -1,0 +1,171 @@
+"""The policy schema as msgspec Structs: the reference guide's keys, plus what the
+engine needs to confine a sandbox (per-sandbox limits, network mode, isolation
+switches). Every field has a default, so an empty ``[cleanroom]`` is a valid policy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+Level = Literal["Minimal", "Low", "Medium", "High", "Maximum"]
+LEVELS: tuple[str, ...] = ("Minimal", "Low", "Medium", "High", "Maximum")
+NetworkMode = Literal["none", "egress", "allowlist"]
+
+KiB, MiB, GiB = 1024, 1024**2, 1024**3
+
+PositiveInt = Annotated[int, Meta(gt=0)]
+PositiveFloat = Annotated[float, Meta(gt=0)]
+Percent = Annotated[float, Meta(gt=0, le=100)]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+
+
+class _Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class SandboxLimits(_Base):
+    """Limits of one sandbox (its own cgroup under the environment's)."""
+
+    memory_bytes: PositiveInt | None = 512 * MiB
+    memory_swap_bytes: PositiveInt | None = None  # memory+swap; None: same as memory (no swap)
+    cpu_percent: PositiveFloat | None = None  # 100 = one full core; None: no quota
+    pids_limit: Annotated[int, Meta(ge=1)] | None = 512
+    io_weight: Annotated[int, Meta(ge=10, le=1000)] | None = None
+    tmpfs_bytes: PositiveInt = 64 * MiB  # /tmp when the root filesystem is read-only
+
+
+class ResourceLimits(_Base):
+    """The environment's budget (all its sandboxes together) and per-sandbox limits."""
+
+    max_cpu_usage_percent: Percent = 80.0
+    max_memory_usage_bytes: PositiveInt = 8 * GiB
+    max_disk_usage_bytes: PositiveInt = 100 * GiB
+    max_network_bandwidth_bytes_per_sec: PositiveInt | None = None
+    max_container_count: Annotated[int, Meta(ge=1)] = 10
+    max_test_execution_time: PositiveFloat = 300.0
+    enable_resource_monitoring: bool = True
+    resource_cleanup_timeout: PositiveFloat = 60.0
+    sandbox: SandboxLimits = msgspec.field(default_factory=SandboxLimits)
+
+
+class SecurityPolicy(_Base):
+    enable_network_isolation: bool = True
+    enable_filesystem_isolation: bool = True
+    enable_process_isolation: bool = True
+    allowed_ports: list[Port] = msgspec.field(default_factory=lambda: [5432, 6379])
+    blocked_addresses: list[str] = msgspec.field(default_factory=list)
+    allowed_addresses: list[str] = msgspec.field(default_factory=list)
+    network_mode: NetworkMode | None = None  # None: derived from enable_network_isolation
+    enable_data_redaction: bool = True
+    redaction_patterns: list[str] = msgspec.field(default_factory=list)
+    enable_builtin_redaction_rules: bool = True
+    enable_audit_logging: bool = True
+    audit_level: Level = "Medium"
+    audit_hmac_key_env: str | None = None
+    audit_log_dir: str | None = None
+    security_level: Level = "High"
+    compliance_standards: list[str] = msgspec.field(default_factory=list)
+    # Isolation switches; None takes the value from security_level's preset.
+    read_only_root: bool | None = None
+    drop_all_capabilities: bool | None = None
+    allowed_capabilities: list[str] | None = None
+    no_new_privileges: bool | None = None
+    seccomp_profile: str | None = None  # "default" or a path to a JSON profile
+
+
+class Thresholds(_Base):
+    max_cpu_usage_percent: Percent = 80.0
+    max_memory_usage_bytes: PositiveInt = 8 * GiB
+    max_test_execution_time: PositiveFloat = 300.0
+    max_container_startup_time: PositiveFloat = 120.0
+
+
+class PerformanceMonitoring(_Base):
+    enable_monitoring: bool = False
+    metrics_interval: PositiveFloat = 10.0
+    enable_profiling: bool = False
+    enable_memory_tracking: bool = False
+    thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
+
+
+class CleanroomConfig(_Base):
+    """The effective policy: the ``[cleanroom]`` table with one overlay applied."""
+
+    enable_singleton_containers: bool = True
+    container_startup_timeout: PositiveFloat = 120.0
+    test_execution_timeout: PositiveFloat = 300.0
+    enable_deterministic_execution: bool = False
+    deterministic_seed: int | None = None
+    enable_coverage_tracking: bool = False
+    enable_snapshot_testing: bool = False
+    enable_tracing: bool = False
+    enable_monitoring: bool = False
+    resource_limits: ResourceLimits = msgspec.field(default_factory=ResourceLimits)
+    security_policy: SecurityPolicy = msgspec.field(default_factory=SecurityPolicy)
+    performance_monitoring: PerformanceMonitoring = msgspec.field(default_factory=PerformanceMonitoring)
+    # Where it came from; set by the loader, never read from TOML (the loader refuses them).
+    source_file: str | None = None
+    environment: str | None = None
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str], env: str | None = None) -> CleanroomConfig:
+        from sandbox.policy.loader import load_policy
+
+        return load_policy(path, env=env)
+
+    @classmethod
+    def from_toml(cls, text: str, *, file: str = "<string>", env: str | None = None) -> CleanroomConfig:
+        from sandbox.policy.loader import load_policy_text
+
+        return load_policy_text(text, file=file, env=env)
+
+    @classmethod
+    def default(cls) -> CleanroomConfig:
+        """The shipped default policy (policies/default.toml's values)."""
+        return cls()
+
+    def digest(self) -> str:
+        """SHA-256 of the effective policy, for the audit log (origin excluded)."""
+        data = msgspec.to_builtins(self)
+        data.pop("source_file", None)
+        data.pop("environment", None)
+        return hashlib.sha256(msgspec.json.encode(data, order="sorted")).hexdigest()
+
+    def with_changes(self, **changes) -> CleanroomConfig:
+        return msgspec.structs.replace(self, **changes)
+
+
+# Fields whose values are sizes or durations, for the loader's human forms.
+SIZE_FIELDS: dict[str, set[str]] = {
+    "resource_limits": {"max_memory_usage_bytes", "max_disk_usage_bytes", "max_network_bandwidth_bytes_per_sec"},
+    "resource_limits.sandbox": {"memory_bytes", "memory_swap_bytes", "tmpfs_bytes"},
+    "performance_monitoring.thresholds": {"max_memory_usage_bytes"},
+}
+DURATION_FIELDS: dict[str, set[str]] = {
+    "": {"container_startup_timeout", "test_execution_timeout"},
+    "resource_limits": {"max_test_execution_time", "resource_cleanup_timeout"},
+    "performance_monitoring": {"metrics_interval"},
+    "performance_monitoring.thresholds": {"max_test_execution_time", "max_container_startup_time"},
+}
+SUBTABLES: dict[str, type[msgspec.Struct]] = {
+    "resource_limits": ResourceLimits,
+    "resource_limits.sandbox": SandboxLimits,
+    "security_policy": SecurityPolicy,
+    "performance_monitoring": PerformanceMonitoring,
+    "performance_monitoring.thresholds": Thresholds,
+}
+ORIGIN_FIELDS = {"source_file", "environment"}
+
+
+def field_names(struct: type[msgspec.Struct]) -> list[str]:
+    return [f for f in struct.__struct_fields__ if f not in ORIGIN_FIELDS]
+
+
+def packaged_policies_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "policies"
