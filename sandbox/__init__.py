@@ -12,6 +12,11 @@ from sandbox.errors import (
 
 __version__ = "0.1.0"
 
+# A library logs only when the application asks: `logger.enable("sandbox")`.
+from loguru import logger as _logger
+
+_logger.disable("sandbox")
+
 _LAZY = {
     "CleanroomConfig": ("sandbox.policy", "CleanroomConfig"),
     "CleanroomEnvironment": ("sandbox.environment", "CleanroomEnvironment"),

@@ -31,7 +31,12 @@ def run(policy, env, env_vars, secrets, timeout, as_json, image, command) -> Non
     """
     from sandbox.cli.run_cmd import run_main
 
-    sys.exit(run_main(policy, env, env_vars, secrets, timeout, as_json, image, list(command)))
+    command = list(command)
+    if command and command[0] == "--":  # options end at IMAGE, so click keeps the separator
+        command = command[1:]
+    if not command:
+        raise click.UsageError("missing COMMAND after IMAGE --")
+    sys.exit(run_main(policy, env, env_vars, secrets, timeout, as_json, image, command))
 
 
 @cli.command()
@@ -91,6 +96,16 @@ _add_optional_groups()
 
 
 def main() -> None:
+    import os
+
+    from loguru import logger
+
+    # The library is silent by default; the command shows warnings and errors, and
+    # CLEANROOM_LOG_LEVEL=DEBUG shows everything (redacted, like all output).
+    logger.remove()
+    logger.add(sys.stderr, level=os.environ.get("CLEANROOM_LOG_LEVEL", "WARNING"),
+               format="<level>{level: <8}</level> {message} {extra}")
+    logger.enable("sandbox")
     cli(prog_name="cleanroom")
 
 

@@ -13,7 +13,7 @@ import pytest
 from sandbox import CleanroomConfig, CleanroomEnvironment, ContainerError, TimeoutExceeded
 from sandbox.engine.ownership import LABEL_OWNER_PID
 
-from .conftest import BUSYBOX, REPO, cleanroom_cli, containers_with_label
+from podman_helpers import BUSYBOX, REPO, cleanroom_cli, containers_with_label
 
 STRICT = REPO / "policies" / "strict.toml"
 
