@@ -93,6 +93,17 @@ class _Capture:
     def text(self) -> str:
         return "".join(self._parts)
 
+    def counts(self) -> dict[str, int]:
+        return dict(self._stream.counts) if self._stream is not None else {}
+
+
+def _sum_counts(*parts: dict[str, int]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for part in parts:
+        for k, v in part.items():
+            total[k] = total.get(k, 0) + v
+    return total
+
 
 def _runtime_exit_code(message: str) -> int | None:
     """The shell's convention, as `podman run` reports it: 127 not found, 126 not executable."""
@@ -345,12 +356,14 @@ class SandboxRunner:
             stderr=err.text(),
             duration_seconds=duration,
             usage=handle.usage,
-            redactions=dict(self.redactor.counts()) if self.redactor is not None else {},
+            redactions=_sum_counts(out.counts(), err.counts()),
             timed_out=timed_out,
             oom_killed=handle.usage.oom_kills > 0,
             breaches=list(handle.breaches),
             truncated=out.truncated or err.truncated,
         )
+        if result.redactions:
+            self._audit("redaction.counts", "High", sandbox=handle.name, counts=result.redactions)
         self._audit("sandbox.verdict", "Medium", sandbox=handle.name, verdict=result.verdict,
                     exit_code=exit_code, duration_seconds=round(duration, 3),
                     breaches=[msgspec_to_builtins(b) for b in result.breaches])

@@ -292,6 +292,7 @@ class RedactingStream:
     def __init__(self, redactor: Redactor) -> None:
         self._r = redactor
         self._pending = ""
+        self.counts: Counter[str] = Counter()  # what this stream masked, per rule
 
     def feed(self, chunk: str) -> str:
         if not self._r.enabled:
@@ -328,6 +329,7 @@ class RedactingStream:
                 return ""
         out, counts = _apply(compiled, text, cut, (clean, index, spans))
         self._r._count(counts)
+        self.counts.update(counts)
         self._pending = text[cut:]
         return out
 
