@@ -14,6 +14,7 @@ touches the end of what has arrived so far.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import threading
 import urllib.parse
@@ -41,6 +42,10 @@ MAX_MULTILINE_HOLD = 16384
 _MIN_SECRET = 4
 
 _live: weakref.WeakSet[Redactor] = weakref.WeakSet()
+_NOSOM_BACK = 1024
+if hyperscan is not None:
+    _SOM_FLAGS = hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_UTF8
+    _PLAIN_FLAGS = hyperscan.HS_FLAG_UTF8
 
 
 def live_redactors() -> list[Redactor]:
@@ -55,45 +60,48 @@ class _Compiled:
         self.exact = [regex.compile(r.pattern) for r in rules]
         self.has_group = ["(?P<s>" in r.pattern for r in rules]
         self.multiline = any(r.multiline for r in rules)
-        self.db = None
+        self.dbs: list[tuple[Any, bool]] = []
+        self._scan_lock = threading.Lock()
         self.slow: list[int] = list(range(len(rules)))
         if hyperscan is not None and rules:
             self._build_prefilter()
 
     def _build_prefilter(self) -> None:
-        fast, slow, exprs = [], [], []
+        som, nosom, slow = [], [], []
         for i, rule in enumerate(self.rules):
             expr = rule.pattern.replace("(?P<s>", "(").encode()
-            try:
-                db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-                db.compile(expressions=[expr], ids=[i], elements=1,
-                           flags=[hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_UTF8])
-            except Exception:
+            if _prefilter_accepts(expr, True):
+                som.append((i, expr))
+            elif _prefilter_accepts(expr, False):
+                # Start-of-match tracking makes some patterns too large; without it the
+                # region is bounded back from the match end instead.
+                nosom.append((i, expr))
+            else:
                 slow.append(i)
-                continue
-            fast.append(i)
-            exprs.append(expr)
-        if fast:
-            db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            db.compile(expressions=exprs, ids=fast, elements=len(fast),
-                       flags=[hyperscan.HS_FLAG_SOM_LEFTMOST | hyperscan.HS_FLAG_UTF8] * len(fast))
-            self.db = db
+        self.dbs = []
+        for group, flags in ((som, _SOM_FLAGS), (nosom, _PLAIN_FLAGS)):
+            if group:
+                db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+                db.compile(expressions=[e for _, e in group], ids=[i for i, _ in group],
+                           elements=len(group), flags=[flags] * len(group))
+                self.dbs.append((db, flags is _SOM_FLAGS))
         self.slow = slow
-        self.fast_count = len(fast)
+        self.fast_count = len(som) + len(nosom)
 
     def spans(self, text: str) -> list[tuple[int, int, int]]:
         """Non-overlapping (start, end, rule index) to mask, leftmost first."""
         found: list[tuple[int, int, int]] = []
         regions: dict[int, list[tuple[int, int]]] = {}
-        if self.db is not None:
+        if self.dbs:
             data = text.encode("utf-8")
             hits: list[tuple[int, int, int]] = []
+            with self._scan_lock:  # a database's scratch space is not shareable
+                for db, has_som in self.dbs:
+                    def on_match(rule_id, start, end, flags, context, _som=has_som):
+                        hits.append((rule_id, start if _som else max(0, end - _NOSOM_BACK), end))
+                        return None
 
-            def on_match(rule_id, start, end, flags, context):
-                hits.append((rule_id, start, end))
-                return None
-
-            self.db.scan(data, match_event_handler=on_match)
+                    db.scan(data, match_event_handler=on_match)
             if hits:
                 # Byte offsets → the enclosing lines in character offsets.
                 for rule_id, start, end in hits:
@@ -138,6 +146,17 @@ class _Compiled:
                         earliest = m.start()
                     break
         return earliest
+
+
+@functools.lru_cache(maxsize=4096)
+def _prefilter_accepts(expr: bytes, som: bool) -> bool:
+    """Whether hyperscan compiles this pattern (cached: compiling is slow)."""
+    try:
+        db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+        db.compile(expressions=[expr], ids=[0], elements=1, flags=[_SOM_FLAGS if som else _PLAIN_FLAGS])
+    except Exception:
+        return False
+    return True
 
 
 def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -226,10 +245,11 @@ class Redactor:
         forms.add(urllib.parse.quote(value, safe=""))
         forms.add(urllib.parse.quote_plus(value))
         forms.add(json.dumps(value)[1:-1])
-        # Inside a longer base64 blob the value is encoded at one of three alignments.
-        for shift in (1, 2):
+        # Inside a longer base64 blob the value sits at one of three byte alignments;
+        # the groups made only of its own bytes are the same whatever surrounds it.
+        for shift in (0, 1, 2):
             enc = base64.b64encode(b"\0" * shift + raw).decode()
-            core = enc[4:-4] if len(enc) > 8 else ""
+            core = enc[4 if shift else 0:(shift + len(raw)) // 3 * 4]
             if len(core) >= 8:
                 forms.add(core)
         rules = [Rule(f"secret:{name}", regex.escape(f)) for f in sorted(forms, key=len, reverse=True) if f]
