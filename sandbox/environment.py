@@ -108,13 +108,14 @@ class CleanroomEnvironment:
         if not self._opened:
             return
         self._opened = False
+        # Containers first: their cgroups can only go once no process is left in them.
+        cleanup.run_all()
         for closer in reversed(self._closers):
             try:
                 closer()
             except Exception as exc:
                 logger.warning("environment cleanup step failed", error=str(exc))
         self._closers.clear()
-        cleanup.run_all()
         self._audit("environment.closed", "Minimal", environment=self.id)
         if self.audit_log is not None:
             self.audit_log.close()

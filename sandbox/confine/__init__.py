@@ -1,0 +1,76 @@
+"""Confinement: cgroup limits (and network rules) applied after init, before start."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loguru import logger
+
+from sandbox.confine.cgroups import CgroupError, detect_version, make_driver
+from sandbox.confine.limits import CgroupConfiner, owner_alive
+
+
+def cgroup_driver_name() -> str:
+    driver = make_driver()
+    if driver is None:
+        return "none (no cgroup filesystem)"
+    if not driver.available():
+        return f"{driver.version} (not delegated: run scripts/setup-host.sh)"
+    return f"{driver.version} (delegated subtree)"
+
+
+def confiners_for(env: Any) -> list[Any]:
+    """The confiners an environment runs its sandboxes through.
+
+    Without a delegated cgroup subtree the limits cannot be enforced: that is an
+    error, not a silent downgrade, unless the policy turns resource monitoring off.
+    """
+    from sandbox.errors import CleanroomError
+
+    out: list[Any] = []
+    driver = make_driver()
+    if driver is not None and driver.available():
+        out.append(CgroupConfiner(env, driver))
+    elif env.config.resource_limits.enable_resource_monitoring:
+        raise CleanroomError(
+            f"cgroup limits cannot be enforced on this host ({cgroup_driver_name()}); "
+            "run scripts/setup-host.sh as root, or set enable_resource_monitoring = false"
+        )
+    else:
+        logger.warning("cgroup limits not enforced: no delegated subtree", driver=cgroup_driver_name())
+    try:
+        from sandbox.confine.netns import NetworkConfiner
+    except ImportError:
+        pass
+    else:
+        out.append(NetworkConfiner(env))
+    return out
+
+
+def prune_cgroups(include_live: bool = False) -> list[str]:
+    """Remove environment cgroups whose owner process is gone (their sandboxes first)."""
+    driver = make_driver()
+    removed: list[str] = []
+    if driver is None or not driver.available():
+        return removed
+    for env_id in driver.children():
+        if not include_live and owner_alive(env_id):
+            continue
+        for child in driver.children(env_id):
+            rel = f"{env_id}/{child}"
+            if driver.tasks(rel):
+                continue  # processes still run there: a container prune did not remove
+            try:
+                driver.remove(rel, timeout=1)
+                removed.append(rel)
+            except CgroupError:
+                pass
+        try:
+            driver.remove(env_id, timeout=1)
+            removed.append(env_id)
+        except CgroupError:
+            pass
+    return removed
+
+
+__all__ = ["confiners_for", "prune_cgroups", "cgroup_driver_name", "detect_version", "CgroupConfiner"]

@@ -190,6 +190,15 @@ class SandboxRunner:
         request = {"image": image, "command": command, "name": sandbox_name, "kind": kind,
                    "ports": ports, "limits": dict(limits or {})}
         self._call("before_create", request)
+        try:
+            return self._create_and_init(request, image, command, sandbox_name, labels, env, ports, network,
+                                         limits, writable_paths, startup_timeout)
+        except BaseException:
+            self._call("create_failed", request)
+            raise
+
+    def _create_and_init(self, request, image, command, sandbox_name, labels, env, ports, network, limits,
+                         writable_paths, startup_timeout) -> tuple[SandboxHandle, int]:
         spec = build_spec(
             self.policy, image, command, env=env, labels=labels, name=sandbox_name,
             ports=ports, network=network, writable_paths=writable_paths,
@@ -237,7 +246,7 @@ class SandboxRunner:
             if isinstance(exc, TransportTimeout):
                 raise TimeoutExceeded("container init", startup_timeout, sandbox=sandbox_name) from None
             raise
-        self._audit("sandbox.created", "Minimal", sandbox=sandbox_name, image=image, kind=kind)
+        self._audit("sandbox.created", "Minimal", sandbox=sandbox_name, image=image, kind=request["kind"])
         if handle.facts:
             self._audit("sandbox.confined", "Medium", sandbox=sandbox_name, **handle.facts)
         return handle, token

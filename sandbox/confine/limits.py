@@ -1,0 +1,229 @@
+"""CgroupConfiner: the policy's limits, applied between init and start, and read back.
+
+Each environment gets a cgroup carrying its budget; each sandbox a child with its own
+limits. The container's init process is placed there before its command runs, so
+every process it ever starts inherits the limits. Usage is sampled while it runs
+and read exactly at exit; hitting a limit becomes a LimitBreach on the result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+from loguru import logger
+
+from sandbox.confine.cgroups import CgroupDriver, CgroupError
+from sandbox.engine.results import LimitBreach
+from sandbox.errors import ContainerError, ResourceLimitExceeded
+
+_SAMPLE_FLOOR = 0.1  # seconds; finer sampling costs more than it tells
+
+
+def records_dir() -> Path:
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/cleanroom-{os.getuid()}"
+    return Path(runtime) / "cleanroom" / "cgroups"
+
+
+def write_owner_record(env_id: str) -> Path:
+    d = records_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    me = psutil.Process()
+    path = d / f"{env_id}.json"
+    path.write_text(json.dumps({"pid": me.pid, "start": round(me.create_time(), 2)}))
+    return path
+
+
+def owner_alive(env_id: str) -> bool:
+    try:
+        rec = json.loads((records_dir() / f"{env_id}.json").read_text())
+        proc = psutil.Process(rec["pid"])
+        return round(proc.create_time(), 2) == rec["start"]
+    except (OSError, ValueError, KeyError, psutil.Error):
+        return False
+
+
+class _Tracked:
+    def __init__(self, handle: Any, rel: str, limits: dict[str, Any]) -> None:
+        self.handle = handle
+        self.rel = rel
+        self.limits = limits
+        self.peak_pids = 0
+        self.peak_memory = 0
+
+
+class CgroupConfiner:
+    def __init__(self, env: Any, driver: CgroupDriver) -> None:
+        self.env = env
+        self.driver = driver
+        self.config = env.config
+        self.env_rel = env.id
+        self._lock = threading.Lock()
+        self._live: dict[str, _Tracked] = {}
+        self._pending: set[str] = set()  # names reserved by before_create, not yet initialised
+        self.peak_cpu_percent = 0.0
+        self.peak_memory_bytes = 0
+        self._stop = threading.Event()
+        rl = self.config.resource_limits
+        driver.make(self.env_rel)
+        write_owner_record(env.id)
+        self.budget = driver.set_limits(
+            self.env_rel,
+            memory=rl.max_memory_usage_bytes,
+            cpu_percent=rl.max_cpu_usage_percent * (os.cpu_count() or 1),
+        )
+        interval = max(_SAMPLE_FLOOR, float(self.config.performance_monitoring.metrics_interval))
+        self._interval = min(interval, 1.0) if rl.enable_resource_monitoring else interval
+        self._sampler = threading.Thread(target=self._sample_loop, name="cleanroom-usage", daemon=True)
+        self._sampler.start()
+
+    # -- engine hooks ---------------------------------------------------------------
+    def before_create(self, request: dict[str, Any]) -> None:
+        limit = self.config.resource_limits.max_container_count
+        with self._lock:
+            in_use = len(self._live) + len(self._pending)
+            if in_use >= limit:
+                raise ResourceLimitExceeded("containers", limit, in_use + 1, request.get("name"),
+                                            "max_container_count reached; the sandbox was not created")
+            self._pending.add(request["name"])
+
+    def create_failed(self, request: dict[str, Any]) -> None:
+        with self._lock:
+            self._pending.discard(request["name"])
+
+    def _limits_for(self, handle: Any) -> dict[str, Any]:
+        sb = self.config.resource_limits.sandbox
+        merged = {
+            "memory_bytes": sb.memory_bytes, "memory_swap_bytes": sb.memory_swap_bytes,
+            "cpu_percent": sb.cpu_percent, "pids_limit": sb.pids_limit, "io_weight": sb.io_weight,
+        }
+        unknown = set(handle.limits) - set(merged)
+        if unknown:
+            raise ContainerError(f"unknown per-call limit(s) {sorted(unknown)} (allowed: {sorted(merged)})",
+                                 sandbox=handle.name)
+        merged.update({k: v for k, v in handle.limits.items()})
+        return merged
+
+    def after_init(self, handle: Any) -> None:
+        with self._lock:
+            self._pending.discard(handle.name)
+        limits = self._limits_for(handle)
+        rel = f"{self.env_rel}/{handle.name}"
+        try:
+            self.driver.make(rel)
+            applied = self.driver.set_limits(
+                rel, memory=limits["memory_bytes"], memory_swap=limits["memory_swap_bytes"],
+                cpu_percent=limits["cpu_percent"], pids=limits["pids_limit"], io_weight=limits["io_weight"],
+            )
+            self.driver.place(rel, handle.pid)
+        except (CgroupError, OSError) as exc:
+            try:
+                self.driver.remove(rel, timeout=1)
+            except CgroupError:
+                pass
+            raise ContainerError(f"confinement failed, the sandbox was not started: {exc}",
+                                 sandbox=handle.name) from None
+        handle.facts["cgroup"] = {"driver": self.driver.version, "path": rel, "limits": applied}
+        u = handle.usage
+        u.memory_limit_bytes = limits["memory_bytes"]
+        u.pids_limit = limits["pids_limit"]
+        u.cpu_limit_percent = limits["cpu_percent"]
+        with self._lock:
+            self._live[handle.id] = _Tracked(handle, rel, limits)
+
+    def after_exit(self, handle: Any) -> None:
+        with self._lock:
+            tracked = self._live.get(handle.id)
+        if tracked is None:
+            return
+        self._fill_usage(tracked, final=True)
+
+    def release(self, handle: Any) -> None:
+        with self._lock:
+            tracked = self._live.pop(handle.id, None)
+        if tracked is None:
+            return
+        try:
+            self.driver.remove(tracked.rel)
+        except CgroupError as exc:
+            logger.warning("sandbox cgroup left behind (prune removes it)", sandbox=handle.name, error=str(exc))
+
+    def close(self) -> None:
+        self._stop.set()
+        self._sampler.join(timeout=2)
+        for name in self.driver.children(self.env_rel):
+            try:
+                self.driver.remove(f"{self.env_rel}/{name}", timeout=2)
+            except CgroupError:
+                pass
+        try:
+            self.driver.remove(self.env_rel)
+            (records_dir() / f"{self.env.id}.json").unlink(missing_ok=True)
+        except CgroupError as exc:
+            logger.warning("environment cgroup left behind (prune removes it)", error=str(exc))
+
+    # -- usage ----------------------------------------------------------------------
+    def _fill_usage(self, t: _Tracked, final: bool = False) -> None:
+        raw = self.driver.read_usage(t.rel)
+        t.peak_pids = max(t.peak_pids, raw.get("pids", 0), raw.get("peak_pids", 0))
+        t.peak_memory = max(t.peak_memory, raw.get("peak_memory", raw.get("memory", 0)))
+        if not final:
+            return
+        u = t.handle.usage
+        u.peak_memory_bytes = t.peak_memory
+        u.cpu_seconds = raw.get("cpu_ns", 0) / 1e9
+        u.peak_pids = t.peak_pids
+        u.oom_kills = raw.get("oom_kills", 0)
+        u.pids_limit_hits = raw.get("pids_limit_hits", 0)
+        if u.oom_kills:
+            t.handle.breaches.append(LimitBreach(
+                limit="memory", limit_value=t.limits["memory_bytes"], observed=u.peak_memory_bytes,
+                detail=f"OOM killer ran {u.oom_kills} time(s)"))
+        if u.pids_limit_hits:
+            t.handle.breaches.append(LimitBreach(
+                limit="pids", limit_value=t.limits["pids_limit"], observed=u.peak_pids,
+                detail=f"{u.pids_limit_hits} fork(s) refused at pids.max"))
+        for b in t.handle.breaches:
+            self.env._audit("limit.breach", "High", sandbox=t.handle.name, limit=b.limit,
+                            limit_value=b.limit_value, observed=b.observed, detail=b.detail)
+
+    def _sample_loop(self) -> None:
+        last_cpu: int | None = None
+        last_t = time.monotonic()
+        ncpu = os.cpu_count() or 1
+        while not self._stop.wait(self._interval):
+            with self._lock:
+                tracked = list(self._live.values())
+            for t in tracked:
+                try:
+                    self._fill_usage(t)
+                except OSError:
+                    pass
+            env = self.driver.read_usage(self.env_rel)
+            now = time.monotonic()
+            cpu = env.get("cpu_ns")
+            if cpu is not None and last_cpu is not None and now > last_t:
+                pct = (cpu - last_cpu) / 1e9 / (now - last_t) / ncpu * 100
+                self.peak_cpu_percent = max(self.peak_cpu_percent, round(pct, 1))
+            last_cpu, last_t = cpu, now
+            self.peak_memory_bytes = max(self.peak_memory_bytes, env.get("peak_memory", 0))
+
+    def report(self) -> dict[str, Any]:
+        """Current use against each budget of the environment."""
+        rl = self.config.resource_limits
+        env = self.driver.read_usage(self.env_rel)
+        with self._lock:
+            count = len(self._live)
+        return {
+            "containers": {"used": count, "limit": rl.max_container_count},
+            "memory_bytes": {"used": env.get("memory", 0), "peak": max(self.peak_memory_bytes,
+                                                                        env.get("peak_memory", 0)),
+                             "limit": rl.max_memory_usage_bytes},
+            "cpu_percent": {"peak": self.peak_cpu_percent, "limit": rl.max_cpu_usage_percent},
+            "cpu_seconds": env.get("cpu_ns", 0) / 1e9,
+        }
