@@ -180,10 +180,36 @@ class CleanroomEnvironment:
     def record_metric(self, name: str, value: float) -> None:
         self._metrics.setdefault(name, []).append(float(value))
 
+    def _cgroups(self) -> Any:
+        if self.runner is None:
+            return None
+        return next((c for c in self.runner.confiners if hasattr(c, "report")), None)
+
     def get_metrics(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        """Recorded metrics plus the environment's resource peaks."""
+        custom: dict[str, Any] = {}
         for name, values in self._metrics.items():
-            out[name] = {"count": len(values), "last": values[-1], "max": max(values),
-                         "sum": sum(values)}
-        out["timestamp"] = time.time()
-        return out
+            custom[name] = {"count": len(values), "last": values[-1], "max": max(values), "sum": sum(values)}
+        usage: dict[str, Any] = {"peak_cpu_usage_percent": None, "peak_memory_usage_bytes": None}
+        cg = self._cgroups()
+        if cg is not None:
+            report = cg.report()
+            usage = {"peak_cpu_usage_percent": report["cpu_percent"]["peak"],
+                     "peak_memory_usage_bytes": report["memory_bytes"]["peak"],
+                     "cpu_seconds": report["cpu_seconds"]}
+        return {"resource_usage": usage, "custom": custom, "timestamp": time.time()}
+
+    def check_resource_limits(self) -> dict[str, Any]:
+        """Current use against each budget; raises ResourceLimitExceeded when one is over."""
+        self._require_open()
+        cg = self._cgroups()
+        if cg is None:
+            raise CleanroomError("resource limits are not enforced in this environment (no cgroup confiner)")
+        report = cg.report()
+        checks = (("containers", report["containers"]["used"], report["containers"]["limit"]),
+                  ("memory", report["memory_bytes"]["used"], report["memory_bytes"]["limit"]))
+        for limit, used, allowed in checks:
+            if used > allowed:
+                self._audit("limit.breach", "High", limit=limit, limit_value=allowed, observed=used)
+                raise ResourceLimitExceeded(limit, allowed, used, None, "environment budget")
+        return report

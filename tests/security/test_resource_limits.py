@@ -1,0 +1,138 @@
+"""Limits written in a policy hold, on real rootless Podman and real cgroups, and the
+user is told precisely which one was hit. Each test checks the host is unharmed after."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from sandbox import CleanroomConfig, CleanroomEnvironment, ResourceLimitExceeded
+from sandbox.confine.cgroups import detect_version, make_driver
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from podman_helpers import BUSYBOX, REPO, SERVICES, cleanroom_cli, containers_with_label  # noqa: E402
+
+MiB = 1024 * 1024
+
+
+def env_for(tmp_path, podman_url, toml: str) -> CleanroomEnvironment:
+    return CleanroomEnvironment(CleanroomConfig.from_toml(toml), url=podman_url, audit_dir=tmp_path)
+
+
+def our_cgroups() -> list[str]:
+    driver = make_driver()
+    return [f"{e}/{c}" for e in driver.children() for c in driver.children(e)] + driver.children()
+
+
+@pytest.fixture(autouse=True)
+def host_unharmed(podman_url):
+    """After every test: no cgroup of a finished environment, and a sandbox still runs."""
+    assert detect_version() in ("v1", "v2")
+    before = set(make_driver().children())
+    yield
+    leftovers = set(make_driver().children()) - before
+    assert not leftovers, f"cgroups left behind: {leftovers}"
+
+
+def test_memory_bomb_is_killed_and_reported_as_memory(tmp_path, podman_url):
+    with env_for(tmp_path, podman_url, '[cleanroom.resource_limits.sandbox]\nmemory_bytes = "64MiB"\n') as env:
+        with pytest.raises(ResourceLimitExceeded) as info:
+            env.run(SERVICES, ["python3", "-c", "x = bytearray(200 << 20); print('survived')"], check=True)
+        err = info.value
+        assert err.limit == "memory" and err.limit_value == 64 * MiB
+        assert 0.9 * 64 * MiB <= err.observed <= 64 * MiB * 1.05  # peak near the limit
+        assert err.sandbox
+        r = env.run(SERVICES, ["python3", "-c", "x = bytearray(200 << 20); print('survived')"])
+        assert r.exit_code == 137 and "survived" not in r.stdout and r.oom_killed
+        assert env.run(BUSYBOX, ["/bin/echo", "fine"]).stdout == "fine\n"
+
+
+def test_fork_bomb_is_contained_and_reported_as_pids(tmp_path, podman_url):
+    with env_for(tmp_path, podman_url, "[cleanroom.resource_limits.sandbox]\npids_limit = 64\n") as env:
+        bomb = "i=0; while [ $i -lt 300 ]; do sleep 10 & i=$((i+1)); done 2>/dev/null; echo done"
+        r = env.run(BUSYBOX, ["/bin/sh", "-c", bomb], timeout=30)
+        assert [b.limit for b in r.breaches] == ["pids"]
+        assert r.usage.peak_pids <= 64 and r.usage.pids_limit_hits >= 1
+        with pytest.raises(ResourceLimitExceeded) as info:
+            env.run(BUSYBOX, ["/bin/sh", "-c", bomb], timeout=30, check=True)
+        assert info.value.limit == "pids" and info.value.limit_value == 64
+        nxt = env.run(BUSYBOX, ["/bin/sh", "-c", "echo normal"])
+        assert nxt.exit_code == 0 and nxt.stdout == "normal\n" and not nxt.breaches
+
+
+def test_cpu_hog_under_half_a_core(tmp_path, podman_url):
+    with env_for(tmp_path, podman_url, "[cleanroom.resource_limits.sandbox]\ncpu_percent = 50.0\n") as env:
+        hog = ("end=$(($(date +%s) + 3)); for n in 1 2; do (while [ $(date +%s) -lt $end ]; do :; done) & done; "
+               "wait; echo spun")
+        r = env.run(BUSYBOX, ["/bin/sh", "-c", hog])
+        assert r.stdout == "spun\n"
+        assert r.usage.cpu_limit_percent == 50.0
+        # Two busy loops could use 2 cores; the quota holds them to half of one.
+        assert r.usage.cpu_seconds <= 0.55 * r.duration_seconds, (r.usage.cpu_seconds, r.duration_seconds)
+        assert r.usage.cpu_seconds >= 0.3 * 3  # it did spin, the measure is real
+
+
+def test_container_count_refuses_the_third_before_creating_it(tmp_path, podman_url, podman_api):
+    with env_for(tmp_path, podman_url, "[cleanroom.resource_limits]\nmax_container_count = 2\n") as env:
+        a = env.runner.start_service(BUSYBOX, ["/bin/sleep", "60"])
+        b = env.runner.start_service(BUSYBOX, ["/bin/sleep", "60"])
+        before = len(containers_with_label(podman_api, f"io.cleanroom.environment={env.id}"))
+        with pytest.raises(ResourceLimitExceeded) as info:
+            env.run(BUSYBOX, ["/bin/echo", "third"])
+        assert info.value.limit == "containers" and info.value.limit_value == 2
+        assert len(containers_with_label(podman_api, f"io.cleanroom.environment={env.id}")) == before == 2
+        report = env.check_resource_limits()
+        assert report["containers"] == {"used": 2, "limit": 2}
+        a.remove()
+        assert env.run(BUSYBOX, ["/bin/echo", "now"]).stdout == "now\n"
+        b.remove()
+
+
+def test_metrics_report_environment_peaks(tmp_path, podman_url):
+    with env_for(tmp_path, podman_url, "[cleanroom.performance_monitoring]\nmetrics_interval = 0.1\n") as env:
+        env.run(SERVICES, ["python3", "-c", "x = bytearray(40 << 20); import time; time.sleep(0.5)"])
+        usage = env.get_metrics()["resource_usage"]
+        assert usage["peak_memory_usage_bytes"] >= 40 * MiB
+        assert usage["cpu_seconds"] > 0
+
+
+def test_killed_engine_leaves_cgroups_that_prune_removes(tmp_path, podman_api):
+    code = (
+        "import sys\n"
+        "from sandbox import CleanroomConfig, CleanroomEnvironment\n"
+        f"with CleanroomEnvironment(CleanroomConfig(), audit_dir={str(tmp_path)!r}) as env:\n"
+        "    print(env.id, flush=True)\n"
+        "    env.run('" + BUSYBOX + "', ['/bin/sh', '-c', 'echo started; sleep 60'],\n"
+        "            on_stdout=lambda t: (sys.stdout.write(t), sys.stdout.flush()))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        env_id = proc.stdout.readline().strip()
+        assert proc.stdout.readline().strip() == "started"
+        driver = make_driver()
+        assert env_id in driver.children() and len(driver.children(env_id)) == 1
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        assert env_id in driver.children()  # SIGKILL cannot clean up
+        pruned = cleanroom_cli("prune")
+        assert pruned.returncode == 0, pruned.stderr
+        assert f"removed cgroup {env_id}" in pruned.stdout
+        assert env_id not in driver.children()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_cli_summary_reports_usage_and_limits():
+    proc = cleanroom_cli("run", "--policy", str(REPO / "policies" / "strict.toml"), BUSYBOX, "--", "/bin/echo", "x")
+    assert proc.returncode == 0, proc.stderr
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert "peak mem" in summary and "/ 256.0 MiB" in summary
+    assert "cpu " in summary and "limit 100%" in summary
+    assert "pids" in summary and "/ 128" in summary
