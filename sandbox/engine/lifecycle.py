@@ -25,7 +25,7 @@ from sandbox.engine import cleanup
 from sandbox.engine.connection import CheckedAPI, Connection
 from sandbox.engine.results import LimitBreach, RunResult, Usage
 from sandbox.engine.spec import build_spec
-from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
+from sandbox.errors import CleanroomError, ContainerError, NetworkPolicyViolation, TimeoutExceeded
 
 # Podman's wait endpoint polls every 250 ms by default; that alone would dwarf a
 # short sandbox, so ask for a tight interval.
@@ -47,6 +47,7 @@ class SandboxHandle:
         self.usage = Usage()
         self.breaches: list[LimitBreach] = []
         self.facts: dict[str, Any] = {}  # what hooks applied, read back, for the audit
+        self.network_mode = "none"  # the namespace Podman made: "none" or "slirp4netns"
 
 
 class Confiner(Protocol):
@@ -199,10 +200,14 @@ class SandboxRunner:
 
     def _create_and_init(self, request, image, command, sandbox_name, labels, env, ports, network, limits,
                          writable_paths, startup_timeout) -> tuple[SandboxHandle, int]:
-        spec = build_spec(
-            self.policy, image, command, env=env, labels=labels, name=sandbox_name,
-            ports=ports, network=network, writable_paths=writable_paths,
-        )
+        try:
+            spec = build_spec(
+                self.policy, image, command, env=env, labels=labels, name=sandbox_name,
+                ports=ports, network=network, writable_paths=writable_paths,
+            )
+        except NetworkPolicyViolation as exc:
+            self._audit("network.refused", "High", sandbox=sandbox_name, reason=str(exc))
+            raise
         api = self.connection.api()
         try:
             resp = api.post(
@@ -224,6 +229,7 @@ class SandboxRunner:
             raise ContainerError(f"lost the Podman service during create: {exc}", sandbox=sandbox_name) from None
         cid = resp.json()["Id"]
         handle = SandboxHandle(id=cid, name=sandbox_name, pid=0, policy=self.policy, limits=dict(limits or {}))
+        handle.network_mode = spec["netns"]["nsmode"]
         token = cleanup.register(f"container {sandbox_name}", lambda: self._remove(cid))
         try:
             api.post(f"/containers/{cid}/init", timeout=startup_timeout)

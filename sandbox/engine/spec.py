@@ -92,6 +92,8 @@ def build_spec(
         spec["netns"] = {"nsmode": "none"}
     else:
         spec["netns"] = {"nsmode": "slirp4netns"}
+        if policy.security_policy.allow_host_loopback:
+            spec["network_options"] = {"slirp4netns": ["allow_host_loopback=true"]}
         if ports:
             spec["portmappings"] = [
                 {"container_port": int(cp), "host_port": int(hp or 0), "host_ip": "127.0.0.1", "protocol": "tcp"}

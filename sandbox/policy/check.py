@@ -42,6 +42,8 @@ def check_policy(cfg: CleanroomConfig) -> list[PolicyWarning]:
     for name, message in _SECURITY_SWITCHES.items():
         if not getattr(sp, name):
             warn(f"security_policy.{name}", message)
+    if sp.allow_host_loopback and not sp.enable_network_isolation:
+        warn("security_policy.allow_host_loopback", "sandboxes can reach every service on the host's loopback")
     if sp.security_level in ("Minimal", "Low"):
         warn("security_policy.security_level", f"security level {sp.security_level} keeps capabilities and a "
              "writable root; use High or Maximum")

@@ -62,6 +62,9 @@ class SecurityPolicy(_Base):
     blocked_addresses: list[str] = msgspec.field(default_factory=list)
     allowed_addresses: list[str] = msgspec.field(default_factory=list)
     network_mode: NetworkMode | None = None  # None: derived from enable_network_isolation
+    # With egress, let the sandbox reach services on the host's 127.0.0.1 through the
+    # gateway 10.0.2.2 (slirp4netns' allow_host_loopback). Off: the host stays unreachable.
+    allow_host_loopback: bool = False
     enable_data_redaction: bool = True
     redaction_patterns: list[str] = msgspec.field(default_factory=list)
     enable_builtin_redaction_rules: bool = True
