@@ -27,9 +27,6 @@ from sandbox.engine.results import LimitBreach, RunResult, Usage
 from sandbox.engine.spec import build_spec
 from sandbox.errors import CleanroomError, ContainerError, NetworkPolicyViolation, TimeoutExceeded
 
-# Podman's wait endpoint polls every 250 ms by default; that alone would dwarf a
-# short sandbox, so ask for a tight interval.
-_WAIT_PARAMS = {"condition": "exited", "interval": "5ms"}
 _TAIL_LINES = 20
 # Captured output per stream kept in memory; the live stream still sees everything.
 MAX_CAPTURE_BYTES = 16 * 1024 * 1024
@@ -48,6 +45,7 @@ class SandboxHandle:
         self.breaches: list[LimitBreach] = []
         self.facts: dict[str, Any] = {}  # what hooks applied, read back, for the audit
         self.network_mode = "none"  # the namespace Podman made: "none" or "slirp4netns"
+        self.confine_seconds = 0.0  # time spent in the confinement hooks (init → confined)
 
 
 class Confiner(Protocol):
@@ -237,7 +235,9 @@ class SandboxRunner:
             handle.pid = int(state.get("Pid") or 0)
             if not handle.pid:
                 raise ContainerError(f"init left no process (state {state.get('Status')})", sandbox=sandbox_name)
+            t0 = time.perf_counter()
             self._call("after_init", handle)
+            handle.confine_seconds = time.perf_counter() - t0
         except BaseException as exc:
             code = _runtime_exit_code(_api_message(exc)) if isinstance(exc, APIError) else None
             self._release(handle)
@@ -345,11 +345,7 @@ class SandboxRunner:
                 timed_out = True
                 self._kill(handle.id)
                 reader.join(10)
-            try:
-                resp = api.post(f"/containers/{handle.id}/wait", params=_WAIT_PARAMS, timeout=30)
-                exit_code = int(resp.json())
-            except (APIError, ValueError) as exc:
-                logger.warning("wait failed", sandbox=handle.name, error=str(exc))
+            exit_code = self._exit_status(handle)
             out.close()
             err.close()
             self._call("after_exit", handle)
@@ -376,6 +372,7 @@ class SandboxRunner:
             oom_killed=handle.usage.oom_kills > 0,
             breaches=list(handle.breaches),
             truncated=out.truncated or err.truncated,
+            confine_seconds=handle.confine_seconds,
         )
         if result.redactions:
             self._audit("redaction.counts", "High", sandbox=handle.name, counts=result.redactions)
@@ -434,6 +431,30 @@ class SandboxRunner:
             cleanup.done(token)
             token = 0
         return ServiceHandle(self, handle, token, host_ports(info))
+
+    def _exit_status(self, handle: SandboxHandle, timeout: float = 30.0) -> int:
+        """The exit code once Podman has recorded the exit.
+
+        The output stream has already ended, so the process is gone; inspect sees the
+        exit within milliseconds, while the wait endpoint answers only after Podman's
+        own cleanup (~90 ms here). The poll backs off so a slow host is not hammered.
+        """
+        api = self.connection.api()
+        deadline = time.monotonic() + timeout
+        delay = 0.002
+        while True:
+            try:
+                state = api.get(f"/containers/{handle.id}/json").json()["State"]
+            except APIError as exc:
+                logger.warning("inspect after exit failed", sandbox=handle.name, error=str(exc))
+                return -1
+            if state.get("Status") in ("exited", "stopped") or not state.get("Running", True):
+                return int(state.get("ExitCode", -1))
+            if time.monotonic() > deadline:
+                logger.warning("exit not recorded in time", sandbox=handle.name, status=state.get("Status"))
+                return -1
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.05)
 
     def _exit_code(self, cid: str) -> int | None:
         try:

@@ -41,6 +41,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     oom_killed: bool = False
     breaches: list[LimitBreach] = msgspec.field(default_factory=list)
     truncated: bool = False
+    confine_seconds: float = 0.0  # init → confined: cgroup placement and network rules
 
     @property
     def ok(self) -> bool:
