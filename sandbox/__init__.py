@@ -22,6 +22,10 @@ _LAZY = {
     "CleanroomEnvironment": ("sandbox.environment", "CleanroomEnvironment"),
     "RunResult": ("sandbox.engine.results", "RunResult"),
     "Usage": ("sandbox.engine.results", "Usage"),
+    "GenericContainer": ("sandbox.services", "GenericContainer"),
+    "PostgresContainer": ("sandbox.services", "PostgresContainer"),
+    "RedisContainer": ("sandbox.services", "RedisContainer"),
+    "TestOutcome": ("sandbox.services", "TestOutcome"),
 }
 
 
@@ -40,6 +44,10 @@ __all__ = [
     "CleanroomEnvironment",
     "RunResult",
     "Usage",
+    "GenericContainer",
+    "PostgresContainer",
+    "RedisContainer",
+    "TestOutcome",
     "CleanroomError",
     "ContainerError",
     "EngineUnavailable",

@@ -18,6 +18,7 @@ from sandbox.engine.ownership import owner_labels
 from sandbox.engine.results import RunResult
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
 from sandbox.policy import CleanroomConfig
+from sandbox.services.environment_api import ServicesMixin
 
 
 def default_audit_dir(config: CleanroomConfig) -> Path:
@@ -28,7 +29,7 @@ def default_audit_dir(config: CleanroomConfig) -> Path:
     return Path(state) / "cleanroom" / "audit"
 
 
-class CleanroomEnvironment:
+class CleanroomEnvironment(ServicesMixin):
     """A policy, a Podman connection, a redactor and an audit log, for one session.
 
     Use it as a context manager: everything it made is removed on exit, whether the
@@ -58,6 +59,7 @@ class CleanroomEnvironment:
         self._metrics: dict[str, list[float]] = {}
         self._logs: list[str] = []
         self._closers: list[Callable[[], None]] = []
+        self._init_services()
 
     # -- lifecycle ----------------------------------------------------------------
     def open(self) -> CleanroomEnvironment:
@@ -109,6 +111,7 @@ class CleanroomEnvironment:
             return
         self._opened = False
         # Containers first: their cgroups can only go once no process is left in them.
+        self._close_services()
         cleanup.run_all()
         for closer in reversed(self._closers):
             try:
@@ -131,6 +134,7 @@ class CleanroomEnvironment:
 
     # -- helpers ------------------------------------------------------------------
     def _audit(self, event: str, min_level: str = "Minimal", **data: Any) -> None:
+        self._remember(event, data)
         if self.audit_log is not None:
             self.audit_log.record(event, min_level, **data)
 

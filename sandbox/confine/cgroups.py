@@ -179,7 +179,11 @@ class CgroupV1(CgroupDriver):
             except OSError as exc:
                 if c == "blkio":  # optional controller
                     continue
-                raise CgroupError(f"cannot move pid {pid} into {d}: {exc.strerror}") from None
+                hint = ""
+                if exc.errno == 13:
+                    hint = ("; on cgroup v1 only processes running as this user can be placed: start the "
+                            "container as its root user and drop privileges inside (e.g. setpriv)")
+                raise CgroupError(f"cannot move pid {pid} into {d}: {exc.strerror}{hint}") from None
         # Verify from the process's own view, not from what we wrote.
         want = f"/{self.base}/{rel}"
         seen = _proc_cgroups(pid)

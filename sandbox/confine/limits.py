@@ -156,11 +156,18 @@ class CgroupConfiner:
     def close(self) -> None:
         self._stop.set()
         self._sampler.join(timeout=2)
+        kept = False
         for name in self.driver.children(self.env_rel):
+            rel = f"{self.env_rel}/{name}"
+            if self.driver.tasks(rel):
+                kept = True  # a singleton kept running on purpose; prune takes it once it stops
+                continue
             try:
-                self.driver.remove(f"{self.env_rel}/{name}", timeout=2)
+                self.driver.remove(rel, timeout=2)
             except CgroupError:
-                pass
+                kept = True
+        if kept:
+            return
         try:
             self.driver.remove(self.env_rel)
             (records_dir() / f"{self.env.id}.json").unlink(missing_ok=True)

@@ -176,7 +176,8 @@ class SandboxRunner:
         network: str | None = None,
         limits: dict[str, Any] | None = None,
         extra_labels: dict[str, str] | None = None,
-        writable_paths: list[str] | None = None,
+        writable_paths: list[str] | dict[str, int] | None = None,
+        user: str | None = None,
     ) -> tuple[SandboxHandle, int]:
         """Create, init and confine; returns the handle and its cleanup token.
 
@@ -191,17 +192,17 @@ class SandboxRunner:
         self._call("before_create", request)
         try:
             return self._create_and_init(request, image, command, sandbox_name, labels, env, ports, network,
-                                         limits, writable_paths, startup_timeout)
+                                         limits, writable_paths, startup_timeout, user)
         except BaseException:
             self._call("create_failed", request)
             raise
 
     def _create_and_init(self, request, image, command, sandbox_name, labels, env, ports, network, limits,
-                         writable_paths, startup_timeout) -> tuple[SandboxHandle, int]:
+                         writable_paths, startup_timeout, user) -> tuple[SandboxHandle, int]:
         try:
             spec = build_spec(
                 self.policy, image, command, env=env, labels=labels, name=sandbox_name,
-                ports=ports, network=network, writable_paths=writable_paths,
+                ports=ports, network=network, writable_paths=writable_paths, user=user,
             )
         except NetworkPolicyViolation as exc:
             self._audit("network.refused", "High", sandbox=sandbox_name, reason=str(exc))
@@ -401,7 +402,8 @@ class SandboxRunner:
         network: str | None = None,
         limits: dict[str, Any] | None = None,
         extra_labels: dict[str, str] | None = None,
-        writable_paths: list[str] | None = None,
+        writable_paths: list[str] | dict[str, int] | None = None,
+        user: str | None = None,
         keep: bool = False,
     ) -> ServiceHandle:
         """Create, confine and start a detached container whose output is kept redacted.
@@ -411,7 +413,7 @@ class SandboxRunner:
         """
         handle, token = self.create_initialised(
             image, command, kind="service", name=name, env=env, ports=ports, network=network,
-            limits=limits, extra_labels=extra_labels, writable_paths=writable_paths,
+            limits=limits, extra_labels=extra_labels, writable_paths=writable_paths, user=user,
         )
         api = self.connection.api()
         try:

@@ -9,7 +9,7 @@ from loguru import logger
 from podman.errors import NotFound
 
 from sandbox.engine.connection import Connection
-from sandbox.engine.ownership import LABEL_MANAGED, owner_alive
+from sandbox.engine.ownership import LABEL_MANAGED, LABEL_SINGLETON, owner_alive
 
 
 class PruneReport(msgspec.Struct):
@@ -28,6 +28,9 @@ def prune(url: str | None = None, include_live: bool = False) -> PruneReport:
         for c in api.get("/containers/json", params={"all": True, "filters": filters}).json() or []:
             labels = c.get("Labels") or {}
             name = (c.get("Names") or [c["Id"][:12]])[0]
+            if not include_live and labels.get(LABEL_SINGLETON) and c.get("State") == "running":
+                report.kept.append(f"container {name} (running singleton, kept for reuse)")
+                continue
             if not include_live and owner_alive(labels):
                 report.kept.append(f"container {name}")
                 continue

@@ -52,7 +52,7 @@ def build_spec(
     workdir: str | None = None,
     user: str | None = None,
     network: str | None = None,
-    writable_paths: list[str] | None = None,
+    writable_paths: list[str] | dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The create body for one sandbox.
 
@@ -104,15 +104,18 @@ def build_spec(
         spec["read_only_filesystem"] = True
         # Podman's automatic tmpfs mounts have no size; our /tmp is bounded by policy.
         spec["read_write_tmpfs"] = False
-        mounts = []
-        for path in ["/tmp", *(writable_paths or [])]:
-            mounts.append({
-                "destination": path,
-                "type": "tmpfs",
-                "source": "tmpfs",
-                "options": ["rw", "nosuid", "nodev", f"size={int(limits.tmpfs_bytes)}"],
-            })
-        spec["mounts"] = mounts
+        # Extra writable paths (a database's data directory) are tmpfs too; a dict gives
+        # each its own size, a list uses the policy's tmpfs size.
+        paths = {"/tmp": int(limits.tmpfs_bytes)}
+        if isinstance(writable_paths, dict):
+            paths.update({p: int(size) for p, size in writable_paths.items()})
+        else:
+            paths.update({p: int(limits.tmpfs_bytes) for p in (writable_paths or [])})
+        spec["mounts"] = [
+            {"destination": path, "type": "tmpfs", "source": "tmpfs",
+             "options": ["rw", "nosuid", "nodev", f"size={size}"]}
+            for path, size in paths.items()
+        ]
     if iso.drop_all_capabilities:
         spec["cap_drop"] = ["ALL"]
         if iso.allowed_capabilities:

@@ -1,0 +1,145 @@
+"""GenericContainer: any image as a confined, long-running service."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+from sandbox.errors import CleanroomError, ContainerError
+from sandbox.services.wait import PortOpen, WaitStrategy
+
+SERVICES_IMAGE = "localhost/cleanroom/services:bookworm"
+_TAIL = 20
+
+
+class GenericContainer:
+    """A service container: configured first, started by an environment.
+
+    Ports are published on 127.0.0.1 on free ports chosen at run time; ``secrets``
+    are registered with the environment's redactor before the container starts.
+    """
+
+    def __init__(
+        self,
+        image: str,
+        command: list[str] | None = None,
+        *,
+        env: dict[str, str] | None = None,
+        ports: list[int] | tuple[int, ...] = (),
+        wait: WaitStrategy | None = None,
+        name: str | None = None,
+        writable_paths: dict[str, int] | list[str] | None = None,
+        secrets: dict[str, str] | None = None,
+        startup_timeout: float | None = None,
+    ) -> None:
+        self.image = image
+        self.command = command
+        self.env_vars = dict(env or {})
+        self.ports = list(ports)
+        self.wait = wait or (PortOpen(self.ports[0]) if self.ports else None)
+        self.name = name
+        self.writable_paths = writable_paths
+        self.secrets = dict(secrets or {})
+        self.startup_timeout = startup_timeout
+        self.environment: Any = None
+        self.service: Any = None
+        self.reused = False
+
+    # -- identity -------------------------------------------------------------------
+    def spec_digest(self) -> str:
+        """What must match for a running singleton to be reused for this definition."""
+        data = {"image": self.image, "command": self.command, "env": self.env_vars, "ports": self.ports,
+                "class": type(self).__name__}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    # -- lifecycle ------------------------------------------------------------------
+    def start(self, environment: Any, *, keep: bool = False, labels: dict[str, str] | None = None,
+              name: str | None = None) -> GenericContainer:
+        self._bind(environment)
+        self.service = environment.runner.start_service(
+            self.image, self.command, name=name or self.name, env=self.env_vars,
+            ports={p: None for p in self.ports}, network="egress" if self.ports else None,
+            extra_labels=labels, writable_paths=self.writable_paths, keep=keep,
+        )
+        return self
+
+    def adopt(self, environment: Any, service: Any) -> GenericContainer:
+        """Use an already running container (a singleton made by another process or run)."""
+        self._bind(environment)
+        self.service = service
+        self.reused = True
+        return self
+
+    def _bind(self, environment: Any) -> None:
+        self.environment = environment
+        for name, value in self.secrets.items():
+            environment.add_secret(value, name)
+
+    def _require(self) -> Any:
+        if self.service is None:
+            raise CleanroomError(f"{type(self).__name__} is not started: use env.get_or_create_container(...)")
+        return self.service
+
+    def host_port(self, container_port: int) -> int:
+        ports = self._require().ports
+        if container_port not in ports:
+            raise ContainerError(f"port {container_port} is not published (published: {sorted(ports)})",
+                                 sandbox=self.service.name)
+        return ports[container_port]
+
+    @property
+    def host(self) -> str:
+        return "127.0.0.1"
+
+    def logs(self) -> str:
+        return self._require().logs()
+
+    def exec(self, command: list[str], **kw: Any) -> tuple[int, str]:
+        return self._require().exec(command, **kw)
+
+    def is_running(self) -> bool:
+        return self.service is not None and self.service.is_running()
+
+    def health_check(self) -> bool:
+        return self.wait.check(self) if self.wait is not None else True
+
+    def is_healthy(self) -> bool:
+        try:
+            return self.is_running() and self.health_check()
+        except Exception:
+            return False
+
+    def wait_for_ready(self, timeout: float | None = None) -> GenericContainer:
+        svc = self._require()
+        if timeout is None:
+            timeout = self.startup_timeout or float(self.environment.config.container_startup_timeout)
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            try:
+                if self.health_check():
+                    return self
+            except Exception:  # a probe may fail while the service is coming up
+                pass
+            state = svc.state()
+            if not state.get("Running", False):
+                raise ContainerError(f"service exited before it was ready ({self.wait.describe()})",
+                                     sandbox=svc.name, exit_code=state.get("ExitCode"),
+                                     last_output=self._tail())
+            if time.monotonic() > deadline:
+                raise ContainerError(f"not ready after {timeout:g} s (waiting for {self.wait.describe()})",
+                                     sandbox=svc.name, last_output=self._tail())
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+
+    def _tail(self) -> str:
+        try:
+            return "\n".join(self.logs().rstrip("\n").splitlines()[-_TAIL:])
+        except Exception:
+            return ""
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.remove()

@@ -1,0 +1,212 @@
+"""PostgreSQL as a confined service, with per-test databases cloned from a template."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.parse
+import uuid
+from typing import Any
+
+import psycopg
+from psycopg import sql as pgsql
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
+
+from sandbox.errors import ContainerError
+from sandbox.services.generic import SERVICES_IMAGE, GenericContainer
+from sandbox.services.wait import AllOf, LogMatches, PortOpen
+
+# Our image runs as container root (so cgroup placement works on v1) and drops to the
+# postgres user for everything PostgreSQL does. Data lives on a tmpfs: tests need speed,
+# not durability, hence fsync off too.
+_ENTRYPOINT = r"""set -e
+D=/var/lib/postgresql/data
+chown postgres:postgres /var/lib/postgresql
+as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
+umask 077
+printf '%s' "$POSTGRES_PASSWORD" > /tmp/.pw
+chown postgres /tmp/.pw
+as_pg initdb -D "$D" -U "$POSTGRES_USER" --pwfile=/tmp/.pw -A scram-sha-256 --auth-local=trust -E UTF8 \
+    --no-sync >/dev/null
+rm -f /tmp/.pw
+echo "host all all 0.0.0.0/0 scram-sha-256" >> "$D/pg_hba.conf"
+as_pg postgres -D "$D" -c listen_addresses='*' -c unix_socket_directories=/tmp -c fsync=off \
+    -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 &
+pid=$!
+until as_pg pg_isready -q -h /tmp; do sleep 0.05; done
+as_pg createdb -h /tmp -U "$POSTGRES_USER" "$POSTGRES_DB" 2>/dev/null || true
+echo "cleanroom: postgres ready"
+wait $pid
+"""
+
+
+def _rows(cursor: Any) -> list[list[str | None]]:
+    if cursor.description is None:
+        return []
+    return [[None if v is None else str(v) for v in row] for row in cursor.fetchall()]
+
+
+class PostgresContainer(GenericContainer):
+    def __init__(self, db: str = "test", user: str = "test", password: str = "test", image: str = SERVICES_IMAGE,
+                 *, port: int = 5432, data_bytes: int = 512 * 1024 * 1024) -> None:
+        self.db, self.user, self.password = db, user, password
+        env = {"POSTGRES_DB": db, "POSTGRES_USER": user, "POSTGRES_PASSWORD": password}
+        ours = image.startswith("localhost/cleanroom/")
+        if ours:
+            command = ["/bin/sh", "-c", _ENTRYPOINT]
+            wait = AllOf(LogMatches(r"cleanroom: postgres ready"), PortOpen(port))
+            writable = {"/var/lib/postgresql": data_bytes}
+        else:
+            # The official image's conventions: its entrypoint reads POSTGRES_*; it logs
+            # "ready" twice (once for the init server, once for the real one).
+            command = None
+            wait = AllOf(LogMatches(r"database system is ready to accept connections", times=2), PortOpen(port))
+            writable = {"/var/lib/postgresql/data": data_bytes, "/var/run/postgresql": 1024 * 1024}
+        super().__init__(image, command, env=env, ports=[port], wait=wait, writable_paths=writable,
+                         secrets={"postgres_password": password})
+        self.port = port
+        self._lock = threading.Lock()
+        self._admin: psycopg.Connection | None = None
+
+    # -- connection details -----------------------------------------------------------
+    def connection_params(self, dbname: str | None = None) -> dict[str, Any]:
+        return {"host": self.host, "port": self.host_port(self.port), "user": self.user,
+                "password": self.password, "dbname": dbname or self.db}
+
+    def url(self, dbname: str | None = None) -> str:
+        p = self.connection_params(dbname)
+        pw = urllib.parse.quote(p["password"], safe="")
+        return f"postgresql://{urllib.parse.quote(p['user'], safe='')}:{pw}@{p['host']}:{p['port']}/{p['dbname']}"
+
+    @property
+    def connection_url(self) -> str:
+        return self.url()
+
+    def connect(self, dbname: str | None = None, **kw: Any) -> psycopg.Connection:
+        return psycopg.connect(**self.connection_params(dbname), connect_timeout=5, **kw)
+
+    # -- the guide's methods ----------------------------------------------------------
+    def health_check(self) -> bool:
+        return super().health_check() and self.is_connected()
+
+    def is_connected(self) -> bool:
+        try:
+            with self.connect(autocommit=True) as conn:
+                return conn.execute("SELECT 1").fetchone() == (1,)
+        except psycopg.Error:
+            return False
+
+    def _admin_conn(self) -> psycopg.Connection:
+        if self._admin is None or self._admin.closed:
+            self._admin = self.connect(autocommit=True)
+        return self._admin
+
+    def execute_sql(self, sql: str, params: Any = None) -> None:
+        with self._lock:
+            self._run(lambda c: c.execute(sql, params))
+
+    def execute_query(self, sql: str, params: Any = None) -> list[list[str | None]]:
+        """Rows as lists of strings: ``SELECT 1`` → ``[["1"]]``."""
+        with self._lock:
+            return self._run(lambda c: _rows(c.execute(sql, params)))
+
+    def _run(self, fn):
+        try:
+            return fn(self._admin_conn())
+        except psycopg.OperationalError:
+            self._admin = None  # the server went away; one fresh connection, then give up
+            return fn(self._admin_conn())
+
+    def create_connection_pool(self, size: int = 10, dbname: str | None = None) -> PostgresPool:
+        return PostgresPool(self, size, dbname)
+
+    # -- per-test databases -----------------------------------------------------------
+    def create_database(self, name: str, template: str | None = None) -> None:
+        ident = pgsql.Identifier(name)
+        query = pgsql.SQL("CREATE DATABASE {}").format(ident)
+        if template:
+            query = pgsql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
+                ident, pgsql.Identifier(template))
+        # Two clones of one template at the same instant collide ("being accessed by other
+        # users"); under pytest-xdist that happens, so retry briefly.
+        for attempt in range(50):
+            try:
+                with self._lock:
+                    self._run(lambda c: c.execute(query))
+                return
+            except psycopg.errors.ObjectInUse:
+                time.sleep(0.01 * (attempt + 1))
+        raise ContainerError(f"could not clone template {template!r}: it stays in use", sandbox=self.service.name)
+
+    def drop_database(self, name: str) -> None:
+        with self._lock:
+            self._run(lambda c: c.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                pgsql.Identifier(name))))
+
+    def database_exists(self, name: str) -> bool:
+        return bool(self.execute_query("SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
+
+    def stop(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
+        super().stop()
+
+
+class PostgresPool:
+    """A thread-safe pool; ``execute_query`` may be called from many threads at once."""
+
+    def __init__(self, container: PostgresContainer, size: int, dbname: str | None) -> None:
+        self.container = container
+        params = container.connection_params(dbname)
+        conninfo = make_conninfo(**params)
+        self._pool = ConnectionPool(conninfo, min_size=1, max_size=size, kwargs={"autocommit": True}, open=True)
+
+    def execute_query(self, sql: str, params: Any = None) -> list[list[str | None]]:
+        with self._pool.connection() as conn:
+            return _rows(conn.execute(sql, params))
+
+    def execute_sql(self, sql: str, params: Any = None) -> None:
+        with self._pool.connection() as conn:
+            conn.execute(sql, params)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PostgresPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class TestDatabase:
+    """One test's own database, cloned from the session template and dropped after."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, container: PostgresContainer, template: str) -> None:
+        self.container = container
+        self.name = f"t_{uuid.uuid4().hex[:16]}"
+        container.create_database(self.name, template)
+        self.url = container.url(self.name)
+        self._conn: psycopg.Connection | None = None
+
+    def connect(self, **kw: Any) -> psycopg.Connection:
+        return self.container.connect(self.name, **kw)
+
+    def _c(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed:
+            self._conn = self.connect(autocommit=True)
+        return self._conn
+
+    def execute_sql(self, sql: str, params: Any = None) -> None:
+        self._c().execute(sql, params)
+
+    def execute_query(self, sql: str, params: Any = None) -> list[list[str | None]]:
+        return _rows(self._c().execute(sql, params))
+
+    def drop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self.container.drop_database(self.name)
