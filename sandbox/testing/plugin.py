@@ -6,7 +6,13 @@ three options, so suites that never use cleanroom pay nothing.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import secrets
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,12 +44,130 @@ def _load_config(policy: str | None, env: str | None):
 @pytest.fixture(scope="session")
 def cleanroom(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The session's CleanroomEnvironment; everything it made is removed at the end."""
+    import random
+
     from sandbox.environment import CleanroomEnvironment
 
     opts = request.config.option
     config = _load_config(opts.cleanroom_policy, opts.cleanroom_env)
+    if config.enable_deterministic_execution:
+        random.seed(config.deterministic_seed or 0)
     with CleanroomEnvironment(config) as env:
+        request.config._cleanroom_env = env
         yield env
+
+
+@pytest.fixture(autouse=True)
+def _cleanroom_seed(request: pytest.FixtureRequest) -> None:
+    """With deterministic execution, every test starts from the policy's seed."""
+    env = getattr(request.config, "_cleanroom_env", None)
+    if env is not None and env.config.enable_deterministic_execution:
+        import random
+
+        random.seed(env.config.deterministic_seed or 0)
+
+
+def _stable_secret(name: str) -> str:
+    """A per-user password that survives runs, so singletons can be reused across them."""
+    state = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "cleanroom"
+    state.mkdir(parents=True, exist_ok=True)
+    path = state / f"{name}.secret"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        value = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value)
+        return value
+    except FileExistsError:  # another worker wrote it first
+        return path.read_text().strip()
+
+
+def _run_id(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and workerinput.get("testrunuid"):
+        return workerinput["testrunuid"][:12]
+    if not hasattr(config, "_cleanroom_run_id"):
+        config._cleanroom_run_id = os.urandom(6).hex()
+    return config._cleanroom_run_id
+
+
+def _worker_index(config: pytest.Config) -> int:
+    workerinput = getattr(config, "workerinput", None)
+    wid = workerinput.get("workerid", "gw0") if workerinput else "gw0"
+    return int(wid[2:]) if wid[2:].isdigit() else 0
+
+
+@pytest.fixture(scope="session")
+def postgres(cleanroom) -> Any:
+    """The session's PostgreSQL (a singleton shared by workers and runs when the policy allows)."""
+    from sandbox.services import PostgresContainer
+
+    pw = _stable_secret("postgres")
+    return cleanroom.get_or_create_container("postgres", lambda: PostgresContainer("cleanroom", "cleanroom", pw))
+
+
+@pytest.fixture(scope="session")
+def cleanroom_postgres_setup() -> Callable[[Any], None]:
+    """Override to prepare the template every postgres_db is cloned from (migrations,
+    fixtures). Receives a psycopg connection to the template database."""
+    return lambda conn: None
+
+
+@pytest.fixture(scope="session")
+def cleanroom_postgres_template(request: pytest.FixtureRequest, postgres, cleanroom_postgres_setup) -> str:
+    """A template database prepared once per test run, shared by xdist workers."""
+    from filelock import FileLock
+
+    from sandbox.services.singletons import lock_path
+
+    name = f"cleanroom_tmpl_{_run_id(request.config)}"
+    with FileLock(str(lock_path(f"template-{name}"))):
+        if not postgres.database_exists(name):
+            for (old,) in postgres.execute_query(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'cleanroom_tmpl_%%' AND datname <> %s",
+                    (name,)):
+                try:
+                    postgres.drop_database(old)
+                except Exception:
+                    pass  # another run on this host may still use it
+            postgres.create_database(name)
+            with postgres.connect(name, autocommit=True) as conn:
+                cleanroom_postgres_setup(conn)
+    return name
+
+
+@pytest.fixture
+def postgres_db(postgres, cleanroom_postgres_template) -> Iterator[Any]:
+    """A fresh database for this test, cloned from the session template, dropped after."""
+    from sandbox.services import TestDatabase
+
+    db = TestDatabase(postgres, cleanroom_postgres_template)
+    try:
+        yield db
+    finally:
+        db.drop()
+
+
+@pytest.fixture(scope="session")
+def redis(cleanroom) -> Any:
+    from sandbox.services import RedisContainer
+
+    pw = _stable_secret("redis")
+    return cleanroom.get_or_create_container("redis", lambda: RedisContainer(password=pw))
+
+
+@pytest.fixture
+def redis_client(request: pytest.FixtureRequest, redis) -> Iterator[Any]:
+    """A redis-py client on a clean logical database (one per xdist worker)."""
+    client = redis.client(db=_worker_index(request.config) % 16)
+    client.flushdb()
+    try:
+        yield client
+    finally:
+        client.flushdb()
+        client.close()
 
 
 @pytest.fixture
@@ -80,9 +204,75 @@ def sandbox(request: pytest.FixtureRequest, cleanroom) -> Iterator[Callable[...,
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    results = getattr(item, "cleanroom_results", None)
+    results = getattr(item, "cleanroom_results", None) or []
     if report.when == "call" and report.failed and results:
         # Output is already redacted: it never existed unredacted outside the engine.
         for i, r in enumerate(results):
             report.sections.append((f"cleanroom sandbox {i} ({r.sandbox}) exit {r.exit_code}",
                                     f"--- stdout ---\n{r.stdout}\n--- stderr ---\n{r.stderr}"))
+    if report.when == "call" and item.config.option.cleanroom_report:
+        digest = hashlib.sha256()
+        redactions: dict[str, int] = {}
+        for r in results:
+            digest.update(r.stdout.encode() + b"\0" + r.stderr.encode() + b"\0")
+            for k, v in r.redactions.items():
+                redactions[k] = redactions.get(k, 0) + v
+        data = {
+            "sandboxes": [{"name": r.sandbox, "exit_code": r.exit_code, "verdict": r.verdict,
+                           "peak_memory_bytes": r.usage.peak_memory_bytes, "cpu_seconds": r.usage.cpu_seconds,
+                           "duration_seconds": round(r.duration_seconds, 4)} for r in results],
+            "redactions": redactions,
+            "output_sha256": digest.hexdigest(),
+        }
+        # user_properties travel with the report to the xdist controller.
+        report.user_properties.append(("cleanroom", json.dumps(data)))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    collected = getattr(pytest, "_cleanroom_collected", None)
+    if collected is None:
+        return
+    entry = collected.setdefault(report.nodeid, {"nodeid": report.nodeid, "outcome": "passed", "duration": 0.0})
+    entry["duration"] = round(entry["duration"] + report.duration, 4)
+    if report.failed:
+        entry["outcome"] = "failed" if report.when == "call" else "error"
+    elif report.skipped and entry["outcome"] == "passed":
+        entry["outcome"] = "skipped"
+    for key, value in report.user_properties:
+        if key == "cleanroom":
+            entry.update(json.loads(value))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if session.config.option.cleanroom_report and not hasattr(session.config, "workerinput"):
+        pytest._cleanroom_collected = {}
+        pytest._cleanroom_started = time.time()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    path = session.config.option.cleanroom_report
+    collected = getattr(pytest, "_cleanroom_collected", None)
+    if not path or collected is None or hasattr(session.config, "workerinput"):
+        return
+    tests = list(collected.values())
+    totals: dict[str, Any] = {
+        "tests": len(tests),
+        "passed": sum(t["outcome"] == "passed" for t in tests),
+        "failed": sum(t["outcome"] in ("failed", "error") for t in tests),
+        "skipped": sum(t["outcome"] == "skipped" for t in tests),
+        "duration_seconds": round(time.time() - pytest._cleanroom_started, 3),
+        "sandboxes": sum(len(t.get("sandboxes", [])) for t in tests),
+        "peak_memory_bytes": max((s["peak_memory_bytes"] or 0 for t in tests for s in t.get("sandboxes", [])),
+                                 default=0),
+        "redactions": {},
+    }
+    for t in tests:
+        for k, v in t.get("redactions", {}).items():
+            totals["redactions"][k] = totals["redactions"].get(k, 0) + v
+    env = getattr(session.config, "_cleanroom_env", None)
+    if env is not None:
+        custom = env.get_metrics()["custom"]
+        totals["containers_created"] = int(custom.get("containers.created", {}).get("sum", 0))
+        totals["containers_reused"] = int(custom.get("containers.reused", {}).get("sum", 0))
+        totals["audit_log"] = str(env.audit_path) if env.audit_path else None
+    Path(path).write_text(json.dumps({"tests": tests, "totals": totals}, indent=2))
