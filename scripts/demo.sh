@@ -13,9 +13,9 @@ step "a confined sandbox (strict policy): both streams, exit code passed through
 cleanroom run --policy policies/strict.toml "$IMG" -- /bin/sh -c 'echo hi; echo err >&2; exit 3'
 echo "exit code: $?"
 
-step "limits hold: a 200 MB allocation under the strict policy's 256 MiB... and 64 MiB"
+step "limits hold: a 400 MB allocation under the strict policy's 256 MiB is OOM-killed and reported"
 cleanroom run --policy policies/strict.toml localhost/cleanroom/services:bookworm -- \
-  python3 -c 'x = bytearray(200 << 20); print("allocated 200 MB")'
+  python3 -c 'x = bytearray(400 << 20); print("allocated 400 MB")'
 echo "exit code: $?"
 
 step "secrets never leave unmasked"

@@ -155,7 +155,7 @@ class SandboxRunner:
     def _remove(self, cid: str) -> None:
         try:
             self.connection.api().delete(
-                f"/containers/{cid}", params={"force": True, "v": True, "t": 0}
+                f"/containers/{cid}", params={"force": True, "v": True, "timeout": 0}
             )
         except NotFound:
             pass

@@ -35,7 +35,7 @@ def prune(url: str | None = None, include_live: bool = False) -> PruneReport:
                 report.kept.append(f"container {name}")
                 continue
             try:
-                api.delete(f"/containers/{c['Id']}", params={"force": True, "v": True, "t": 0})
+                api.delete(f"/containers/{c['Id']}", params={"force": True, "v": True, "timeout": 0})
                 report.containers.append(name)
             except NotFound:
                 pass

@@ -59,7 +59,7 @@ def handle_for(runner: Any, info: dict[str, Any]) -> ServiceHandle:
 
 def remove(runner: Any, info: dict[str, Any]) -> None:
     try:
-        runner.connection.api().delete(f"/containers/{info['Id']}", params={"force": True, "v": True, "t": 0})
+        runner.connection.api().delete(f"/containers/{info['Id']}", params={"force": True, "v": True, "timeout": 0})
     except NotFound:
         pass
 

@@ -186,6 +186,7 @@ def sandbox(request: pytest.FixtureRequest, cleanroom) -> Iterator[Callable[...,
         own = CleanroomEnvironment(_load_config(marker.kwargs["policy"], request.config.option.cleanroom_env))
         env = own.open()
     results: list[Any] = []
+    request.node.cleanroom_results = results  # filled during the call, read by the report hook
 
     def run(image: str, command: list[str], **kw: Any):
         result = env.run(image, command, **kw)
@@ -195,7 +196,6 @@ def sandbox(request: pytest.FixtureRequest, cleanroom) -> Iterator[Callable[...,
     try:
         yield run
     finally:
-        request.node.cleanroom_results = results
         if own is not None:
             own.close()
 
