@@ -549,15 +549,15 @@ class ServiceHandle:
         if self.removed:
             return
         self.removed = True
+        # The container goes first: its cgroup can only be removed once it is empty,
+        # and the counters (peak memory, OOM kills) survive its processes.
         try:
+            self.runner._remove(self.id)
             self.runner._call("after_exit", self.handle)
         finally:
             self.runner._release(self.handle)
-            try:
-                self.runner._remove(self.id)
-            finally:
-                if self._token:
-                    cleanup.done(self._token)
+            if self._token:
+                cleanup.done(self._token)
         self.runner._audit("sandbox.removed", "Minimal", sandbox=self.name, kind="service")
 
 

@@ -73,7 +73,12 @@ class ServicesMixin:
                 container = factory()
                 container.start(self)
                 self._owned_services.append(container)
-                container.wait_for_ready()
+                try:
+                    container.wait_for_ready()
+                except BaseException:
+                    self._owned_services.remove(container)
+                    container.stop()
+                    raise
                 self.record_metric("containers.created", 1)
             self._services[name] = container
             return container

@@ -85,7 +85,11 @@ def get_or_create(env: Any, name: str, factory: Any) -> Any:
             container.reused = False
         container.start(env, keep=True, name=container_name(name),
                         labels={LABEL_SINGLETON: name, LABEL_DIGEST: digest, LABEL_KIND: "service"})
-        container.wait_for_ready()
+        try:
+            container.wait_for_ready()
+        except BaseException:
+            container.stop()  # a singleton that never became ready must not linger
+            raise
         env.record_metric("containers.created", 1)
         env._audit("singleton.created", "Medium", name=name, sandbox=container.service.name)
         return container

@@ -98,7 +98,7 @@ def test_without_singletons_each_environment_gets_its_own(tmp_path, podman_url, 
     assert ids[0] != ids[1]
 
 
-def test_wait_gives_up_with_redacted_last_lines(env):
+def test_wait_gives_up_with_redacted_last_lines(env, podman_api):
     secret = "svc-Password-31337"
 
     def make():
@@ -110,6 +110,7 @@ def test_wait_gives_up_with_redacted_last_lines(env):
     text = str(info.value)
     assert "not ready after 2 s" in text and "still not ready" in text
     assert secret not in text and "[REDACTED:secret:svc]" in text
+    assert containers_with_label(podman_api, "io.cleanroom.singleton=never-ready") == []  # not left running
 
 
 def _with_timeout(container, seconds):
@@ -117,12 +118,13 @@ def _with_timeout(container, seconds):
     return container
 
 
-def test_service_that_dies_reports_exit_and_output(env):
+def test_service_that_dies_reports_exit_and_output(env, podman_api):
     with pytest.raises(ContainerError) as info:
         env.get_or_create_container("dies", lambda: GenericContainer(
             BUSYBOX, ["/bin/sh", "-c", "echo fatal: no config; exit 7"], wait=LogMatches("ready")))
     assert "exited before it was ready" in str(info.value) and "fatal: no config" in str(info.value)
     assert info.value.exit_code == 7
+    assert containers_with_label(podman_api, "io.cleanroom.singleton=dies") == []
 
 
 def test_password_printed_by_a_service_never_appears_unmasked(env, pg):
