@@ -72,6 +72,10 @@ def check_policy(cfg: CleanroomConfig) -> list[PolicyWarning]:
         warn("resource_limits.sandbox.memory_bytes", "too restrictive: under 16 MiB per sandbox")
     if sb.memory_bytes is None:
         warn("resource_limits.sandbox.memory_bytes", "no per-sandbox memory limit")
+    elif sb.memory_bytes > rl.max_memory_usage_bytes:
+        # Loads (the budget still caps it), but the per-sandbox figure is then a lie.
+        warn("resource_limits.sandbox.memory_bytes", "larger than the environment's whole memory budget "
+             "(resource_limits.max_memory_usage_bytes); the budget is what applies")
     if sb.pids_limit is None:
         warn("resource_limits.sandbox.pids_limit", "no per-sandbox pids limit: a fork bomb is not contained")
     if cfg.test_execution_timeout > 3600:

@@ -52,6 +52,11 @@ def normalise_capability(name: str) -> str:
 
 
 def effective_isolation(sp: SecurityPolicy) -> Isolation:
+    """The preset of ``sp.security_level`` with every explicit (non-None) key applied.
+
+    ``enable_filesystem_isolation = false`` gives a writable root whatever the level
+    or ``read_only_root`` say: switching the feature off is the broader statement.
+    """
     preset = _PRESETS[sp.security_level]
     read_only = sp.read_only_root if sp.read_only_root is not None else preset["read_only_root"]
     # Filesystem isolation off means a writable root whatever the level says.
@@ -61,9 +66,11 @@ def effective_isolation(sp: SecurityPolicy) -> Isolation:
             if sp.allowed_capabilities is not None else preset["allowed_capabilities"])
     drop_all = sp.drop_all_capabilities if sp.drop_all_capabilities is not None else preset["drop_all_capabilities"]
     nnp = sp.no_new_privileges if sp.no_new_privileges is not None else preset["no_new_privileges"]
+    # An explicit network_mode always wins. Otherwise Maximum means no network even
+    # if isolation was switched off: the level is the stronger, later-read promise.
     if sp.network_mode is not None:
         mode = sp.network_mode
-    elif sp.enable_network_isolation:
+    elif sp.enable_network_isolation or sp.security_level == "Maximum":
         mode = "none"
     else:
         mode = "egress"

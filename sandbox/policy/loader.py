@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import ipaddress
+import math
 import os
 import re
 import tomllib
@@ -42,7 +43,8 @@ def load_policy(path: str | os.PathLike[str], env: str | None = None) -> Cleanro
 
 def load_policy_text(text: str, *, file: str = "<string>", env: str | None = None) -> CleanroomConfig:
     if env is None:
-        env = os.environ.get("CLEANROOM_ENV") or None
+        env = os.environ.get("CLEANROOM_ENV")
+    env = env or None  # an empty --env or CLEANROOM_ENV= means "no overlay"
     locator = _Locator(text)
     try:
         doc = tomllib.loads(text)
@@ -58,13 +60,14 @@ def load_policy_text(text: str, *, file: str = "<string>", env: str | None = Non
     table = doc.get("cleanroom", {})
     if not isinstance(table, dict):
         raise PolicyError("must be a table", file=file, key="cleanroom", allowed="[cleanroom]")
+    _reject_non_finite(table, ["cleanroom"], file, locator)
     base, overlays = _split_overlays(table)
-    base_cfg = _build(base, file=file, prefix=["cleanroom"], locator=locator)
+    effective = _build(base, file=file, prefix=["cleanroom"], locator=locator)
     # Every overlay is validated now, even unselected ones: a typo in [cleanroom.prod]
-    # must fail on a developer's machine, not first in production.
-    effective = base_cfg
+    # must fail on a developer's machine, not first in production. Only the merged
+    # result is checked: an overlay alone may rely on the base for cross-key rules
+    # (memory_swap_bytes >= memory_bytes, allowlist needs addresses).
     for name, overlay in overlays.items():
-        _build(overlay, file=file, prefix=["cleanroom", name], locator=locator)
         merged = _build(_deep_merge(base, overlay), file=file, prefix=["cleanroom", name], locator=locator)
         if name == env:
             effective = merged
@@ -73,6 +76,17 @@ def load_policy_text(text: str, *, file: str = "<string>", env: str | None = Non
         raise PolicyError(f"unknown environment overlay {env!r}", file=file, key=f"cleanroom.{env}",
                           allowed=f"overlays in this file: {available}")
     return msgspec.structs.replace(effective, source_file=file, environment=env)
+
+
+def _reject_non_finite(node: Any, path: list[str | int], file: str, locator: _Locator) -> None:
+    """TOML allows inf and nan; no limit, timeout or interval means anything with them."""
+    if isinstance(node, float) and not math.isfinite(node):
+        raise PolicyError(f"{node} is not allowed", file=file, key=_dotted(path),
+                          line=locator.line([p for p in path if isinstance(p, str)]),
+                          allowed="a finite number")
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        _reject_non_finite(value, path + [key], file, locator)
 
 
 def _split_overlays(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -234,7 +248,8 @@ class _Locator:
     """Best-effort line numbers: table headers and ``key =`` lines of the TOML text."""
 
     _HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\s\"]+?)\s*\]\s*(#.*)?$")
-    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-]+)\s*=")
+    # Bare and dotted keys (resource_limits.max_container_count = 5), quotes allowed.
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+(?:\s*\.\s*[A-Za-z0-9_\-\"']+)*)\s*=")
 
     def __init__(self, text: str) -> None:
         self.tables: dict[str, int] = {}
@@ -248,15 +263,19 @@ class _Locator:
                 continue
             k = self._KEY.match(line)
             if k:
-                self.keys.setdefault(f"{current}.{k.group(1)}" if current else k.group(1), n)
+                key = re.sub(r"[\s\"']", "", k.group(1))
+                self.keys.setdefault(f"{current}.{key}" if current else key, n)
 
     def line(self, path: list[str]) -> int | None:
         dotted = ".".join(path)
         if dotted in self.keys:
             return self.keys[dotted]
+        # The nearest enclosing table header or key (an inline table's, say) counts.
         while path:
-            table = ".".join(path)
-            if table in self.tables:
-                return self.tables[table]
+            prefix = ".".join(path)
+            if prefix in self.keys:
+                return self.keys[prefix]
+            if prefix in self.tables:
+                return self.tables[prefix]
             path = path[:-1]
         return None

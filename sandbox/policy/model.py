@@ -19,13 +19,18 @@ NetworkMode = Literal["none", "egress", "allowlist"]
 
 KiB, MiB, GiB = 1024, 1024**2, 1024**3
 
-PositiveInt = Annotated[int, Meta(gt=0)]
+# Sizes stop at the int64 maximum: cgroup files and Podman's API take signed 64-bit
+# numbers, and a bigger figure is a typo, not a budget.
+INT64_MAX = 2**63 - 1
+PositiveInt = Annotated[int, Meta(gt=0, le=INT64_MAX)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
 Percent = Annotated[float, Meta(gt=0, le=100)]
 Port = Annotated[int, Meta(ge=1, le=65535)]
 
 
-class _Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+# Frozen: one loaded policy is shared by the environment, the engine and the audit
+# log; a change goes through with_changes(), so a digest never goes stale.
+class _Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     pass
 
 
@@ -35,7 +40,7 @@ class SandboxLimits(_Base):
     memory_bytes: PositiveInt | None = 512 * MiB
     memory_swap_bytes: PositiveInt | None = None  # memory+swap; None: same as memory (no swap)
     cpu_percent: PositiveFloat | None = None  # 100 = one full core; None: no quota
-    pids_limit: Annotated[int, Meta(ge=1)] | None = 512
+    pids_limit: Annotated[int, Meta(ge=1, le=INT64_MAX)] | None = 512
     io_weight: Annotated[int, Meta(ge=10, le=1000)] | None = None
     tmpfs_bytes: PositiveInt = 64 * MiB  # /tmp when the root filesystem is read-only
 
@@ -47,7 +52,7 @@ class ResourceLimits(_Base):
     max_memory_usage_bytes: PositiveInt = 8 * GiB
     max_disk_usage_bytes: PositiveInt = 100 * GiB
     max_network_bandwidth_bytes_per_sec: PositiveInt | None = None
-    max_container_count: Annotated[int, Meta(ge=1)] = 10
+    max_container_count: Annotated[int, Meta(ge=1, le=INT64_MAX)] = 10
     max_test_execution_time: PositiveFloat = 300.0
     enable_resource_monitoring: bool = True
     resource_cleanup_timeout: PositiveFloat = 60.0
@@ -130,7 +135,11 @@ class CleanroomConfig(_Base):
 
     @classmethod
     def default(cls) -> CleanroomConfig:
-        """The shipped default policy (policies/default.toml's values)."""
+        """The shipped default policy without reading a file.
+
+        policies/default.toml spells out exactly these values (a unit test holds the
+        two to the same digest), so the field defaults are the default policy.
+        """
         return cls()
 
     def digest(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtTpP]?)(i?)([bB]?)\s*$")
@@ -34,7 +35,7 @@ def parse_duration(value: object) -> float:
     """Seconds from a number or a string with a unit."""
     if isinstance(value, bool):
         raise ValueError(f"expected a duration, got a boolean ({DURATION_FORMS})")
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float)) and math.isfinite(value):
         return float(value)
     if isinstance(value, str):
         m = _DURATION.match(value)
