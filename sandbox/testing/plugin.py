@@ -228,8 +228,12 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         report.user_properties.append(("cleanroom", json.dumps(data)))
 
 
+# Report state of the controller process (or the only process without xdist).
+_REPORT: dict[str, Any] = {}
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    collected = getattr(pytest, "_cleanroom_collected", None)
+    collected = _REPORT.get("tests")
     if collected is None:
         return
     entry = collected.setdefault(report.nodeid, {"nodeid": report.nodeid, "outcome": "passed", "duration": 0.0})
@@ -245,13 +249,13 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     if session.config.option.cleanroom_report and not hasattr(session.config, "workerinput"):
-        pytest._cleanroom_collected = {}
-        pytest._cleanroom_started = time.time()
+        _REPORT["tests"] = {}
+        _REPORT["started"] = time.time()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = session.config.option.cleanroom_report
-    collected = getattr(pytest, "_cleanroom_collected", None)
+    collected = _REPORT.get("tests")
     if not path or collected is None or hasattr(session.config, "workerinput"):
         return
     tests = list(collected.values())
@@ -260,7 +264,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         "passed": sum(t["outcome"] == "passed" for t in tests),
         "failed": sum(t["outcome"] in ("failed", "error") for t in tests),
         "skipped": sum(t["outcome"] == "skipped" for t in tests),
-        "duration_seconds": round(time.time() - pytest._cleanroom_started, 3),
+        "duration_seconds": round(time.time() - _REPORT["started"], 3),
         "sandboxes": sum(len(t.get("sandboxes", [])) for t in tests),
         "peak_memory_bytes": max((s["peak_memory_bytes"] or 0 for t in tests for s in t.get("sandboxes", [])),
                                  default=0),
