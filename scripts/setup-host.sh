@@ -37,7 +37,8 @@ if [ ${#missing[@]} -gt 0 ] && [ "${CLEANROOM_SKIP_APT:-0}" != 1 ]; then
   log "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # With recommends, as HOST.md measured it: podman relies on several of them.
+  apt-get install -y -qq "${missing[@]}" >/dev/null
 else
   log "packages present"
 fi
