@@ -55,11 +55,12 @@ def load_policy_text(text: str, *, file: str = "<string>", env: str | None = Non
     unknown_top = [k for k in doc if k != "cleanroom"]
     if unknown_top:
         key = unknown_top[0]
-        raise PolicyError("unknown top-level table", file=file, key=key, line=locator.line([key]),
+        raise PolicyError("unknown top-level key or table", file=file, key=key, line=locator.line([key]),
                           allowed="[cleanroom] and its sub-tables")
     table = doc.get("cleanroom", {})
     if not isinstance(table, dict):
-        raise PolicyError("must be a table", file=file, key="cleanroom", allowed="[cleanroom]")
+        raise PolicyError("must be a table", file=file, key="cleanroom", line=locator.line(["cleanroom"]),
+                          allowed="[cleanroom]")
     _reject_non_finite(table, ["cleanroom"], file, locator)
     base, overlays = _split_overlays(table)
     effective = _build(base, file=file, prefix=["cleanroom"], locator=locator)

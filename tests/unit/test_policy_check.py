@@ -1,13 +1,10 @@
-"""`policy check`: a warning for each risky key of the guide's Avoid examples."""
+"""check_policy: no warning for the guide's Good examples, one for each risky key of its Avoid examples."""
 
 from __future__ import annotations
 
-import json
-
-from click.testing import CliRunner
+import pytest
 
 from guide_blocks import blocks, split_avoid
-from sandbox.cli.main import cli
 from sandbox.policy import CleanroomConfig, check_policy
 
 AVOID = [alt for _, k, t in blocks() if k == "avoid" for alt in split_avoid(t)]
@@ -48,38 +45,53 @@ def test_memory_over_16_gib_is_loose_16_itself_is_not():
     assert "cleanroom.resource_limits.max_memory_usage_bytes" not in _keys(at)
 
 
-def test_cli_check_warns_and_exits_zero(tmp_path):
-    f = tmp_path / "avoid.toml"
-    f.write_text(next(t for t in AVOID if "security_policy" in t))
-    r = CliRunner().invoke(cli, ["policy", "check", "--policy", str(f)])
-    assert r.exit_code == 0, r.output
-    assert "warning: cleanroom.security_policy.enable_data_redaction" in r.output
-    assert "policy OK" in r.output
+RL = "[cleanroom.resource_limits]\n"
+SP = "[cleanroom.security_policy]\n"
+
+# (toml, key that must warn) – one risky setting each.
+RISKY = [
+    (SP + "enable_network_isolation = false\n", "security_policy.enable_network_isolation"),
+    (SP + "enable_filesystem_isolation = false\n", "security_policy.enable_filesystem_isolation"),
+    (SP + "enable_process_isolation = false\n", "security_policy.enable_process_isolation"),
+    (SP + "enable_data_redaction = false\n", "security_policy.enable_data_redaction"),
+    (SP + "enable_audit_logging = false\n", "security_policy.enable_audit_logging"),
+    (SP + 'security_level = "Minimal"\n', "security_policy.security_level"),
+    (SP + 'security_level = "Low"\n', "security_policy.security_level"),
+    (SP + 'compliance_standards = ["SOC2", "MADE-UP"]\n', "security_policy.compliance_standards"),
+    (RL + "max_cpu_usage_percent = 10.0\n", "resource_limits.max_cpu_usage_percent"),
+    (RL + "max_cpu_usage_percent = 100\n", "resource_limits.max_cpu_usage_percent"),
+    (RL + 'max_memory_usage_bytes = "1999MiB"\n', "resource_limits.max_memory_usage_bytes"),
+    (RL + 'max_memory_usage_bytes = "17GiB"\n', "resource_limits.max_memory_usage_bytes"),
+    (RL + "max_container_count = 1\n", "resource_limits.max_container_count"),
+    (RL + "max_container_count = 100\n", "resource_limits.max_container_count"),
+    (RL + 'max_memory_usage_bytes = "2GiB"\n[cleanroom.resource_limits.sandbox]\nmemory_bytes = "4GiB"\n',
+     "resource_limits.sandbox.memory_bytes"),
+]
+
+# Just inside the thresholds: no warning.
+FINE = [
+    RL + "max_cpu_usage_percent = 10.5\n",
+    RL + "max_cpu_usage_percent = 99.5\n",
+    RL + 'max_memory_usage_bytes = "2GiB"\n',
+    RL + 'max_memory_usage_bytes = "16GiB"\n',
+    RL + "max_container_count = 2\n",
+    RL + "max_container_count = 99\n",
+    SP + 'security_level = "Medium"\n',
+    SP + 'compliance_standards = ["SOC2", "ISO27001", "GDPR", "HIPAA", "PCI-DSS"]\n',
+]
 
 
-def test_cli_check_error_exits_two_without_traceback(tmp_path):
-    f = tmp_path / "bad.toml"
-    f.write_text("[cleanroom.resource_limits]\nmax_cpu_usage_percent = 101\n")
-    r = CliRunner().invoke(cli, ["policy", "check", "--policy", str(f)])
-    assert r.exit_code == 2
-    assert "Traceback" not in r.output
-    assert "bad.toml:2" in r.output and "max_cpu_usage_percent" in r.output
+@pytest.mark.parametrize("text,key", RISKY, ids=[k for _, k in RISKY])
+def test_each_risky_setting_warns_on_its_key(text, key):
+    warnings = check_policy(CleanroomConfig.from_toml(text))
+    assert [w.key for w in warnings] == [f"cleanroom.{key}"], warnings
+    assert warnings[0].message and warnings[0].severity == "warning"
 
 
-def test_cli_check_json(tmp_path):
-    f = tmp_path / "p.toml"
-    f.write_text("[cleanroom.security_policy]\nenable_audit_logging = false\n")
-    r = CliRunner().invoke(cli, ["policy", "check", "--policy", str(f), "--json"])
-    data = json.loads(r.output)
-    assert [w["key"] for w in data["warnings"]] == ["cleanroom.security_policy.enable_audit_logging"]
+@pytest.mark.parametrize("text", FINE)
+def test_inside_the_thresholds_is_quiet(text):
+    assert check_policy(CleanroomConfig.from_toml(text)) == []
 
 
-def test_cli_schema_is_json_with_the_sections():
-    r = CliRunner().invoke(cli, ["policy", "schema"])
-    assert r.exit_code == 0
-    schema = json.loads(r.output)
-    table = schema["properties"]["cleanroom"]
-    for key in ("resource_limits", "security_policy", "performance_monitoring", "test_execution_timeout"):
-        assert key in table["properties"]
-    assert "source_file" not in table["properties"]
-    assert table["additionalProperties"] == {"$ref": "#/$defs/CleanroomConfig"}  # overlays
+def test_defaults_are_quiet():
+    assert check_policy(CleanroomConfig.default()) == []

@@ -43,7 +43,44 @@ CASES = [
     ("bad duration", '[cleanroom]\ncontainer_startup_timeout = "soon"\n',
      "cleanroom.container_startup_timeout", 2, "30s"),
     ("origin field is not a key", '[cleanroom]\nsource_file = "x"\n', "cleanroom.source_file", 2, "test_execution_timeout"),
-]
+    ("infinite duration", "[cleanroom]\ntest_execution_timeout = inf\n", "cleanroom.test_execution_timeout", 2, "finite"),
+    ("nan percent", "[cleanroom.resource_limits]\nmax_cpu_usage_percent = nan\n",
+     "cleanroom.resource_limits.max_cpu_usage_percent", 2, "finite"),
+    ("size beyond int64", '[cleanroom.resource_limits]\nmax_disk_usage_bytes = "100000PiB"\n',
+     "cleanroom.resource_limits.max_disk_usage_bytes", 2, "<= 9223372036854775807"),
+    ("boolean size", "[cleanroom.resource_limits.sandbox]\nmemory_bytes = true\n",
+     "cleanroom.resource_limits.sandbox.memory_bytes", 2, "512MiB"),
+    ("zero per-sandbox cpu", "[cleanroom.resource_limits.sandbox]\ncpu_percent = 0\n",
+     "cleanroom.resource_limits.sandbox.cpu_percent", 2, "> 0"),
+    ("io weight below 10", "[cleanroom.resource_limits.sandbox]\nio_weight = 5\n",
+     "cleanroom.resource_limits.sandbox.io_weight", 2, ">= 10"),
+    ("zero container count", "[cleanroom.resource_limits]\nmax_container_count = 0\n",
+     "cleanroom.resource_limits.max_container_count", 2, ">= 1"),
+    ("zero metrics interval", "[cleanroom.performance_monitoring]\nmetrics_interval = 0\n",
+     "cleanroom.performance_monitoring.metrics_interval", 2, ">"),
+    ("unknown threshold", "[cleanroom.performance_monitoring.thresholds]\nmax_cpu = 5\n",
+     "cleanroom.performance_monitoring.thresholds.max_cpu", 2, "max_container_startup_time"),
+    ("port given as a string", '[cleanroom.security_policy]\nallowed_ports = ["5432"]\n',
+     "cleanroom.security_policy.allowed_ports[0]", 2, "an integer"),
+    ("unknown network mode", '[cleanroom.security_policy]\nnetwork_mode = "bridge"\n',
+     "cleanroom.security_policy.network_mode", 2, "none, egress, allowlist"),
+    ("allowlist without addresses", '[cleanroom.security_policy]\nnetwork_mode = "allowlist"\n',
+     "cleanroom.security_policy.allowed_addresses", 1, "CIDRs"),
+    ("invalid allowed CIDR", '[cleanroom.security_policy]\nallowed_addresses = ["example.com"]\n',
+     "cleanroom.security_policy.allowed_addresses[0]", 2, "10.0.0.0/8"),
+    ("hmac key env not a name", '[cleanroom.security_policy]\naudit_hmac_key_env = "MY KEY"\n',
+     "cleanroom.security_policy.audit_hmac_key_env", 2, "environment variable"),
+    ("dotted key", "[cleanroom]\nenable_tracing = true\nresource_limits.max_cpu_usage_percent = 0\n",
+     "cleanroom.resource_limits.max_cpu_usage_percent", 3, "> 0"),
+    ("inline-table overlay", "[cleanroom]\n\ndev = { resource_limits = { max_container_count = 0 } }\n",
+     "cleanroom.dev.resource_limits.max_container_count", 3, ">= 1"),
+    ("overlay inside an overlay", "[cleanroom.dev]\nenable_tracing = true\n[cleanroom.dev.staging]\nenable_tracing = true\n",
+     "cleanroom.dev.staging", 3, "enable_singleton_containers"),
+    ("overlay breaks a cross-key rule", '[cleanroom.resource_limits.sandbox]\nmemory_bytes = "1GiB"\n'
+     '[cleanroom.prod.resource_limits.sandbox]\nmemory_swap_bytes = "512MiB"\n',
+     "cleanroom.prod.resource_limits.sandbox.memory_swap_bytes", 4, "memory_bytes"),
+    ("cleanroom not a table", "cleanroom = 5\n", "cleanroom", 1, "[cleanroom]"),
+    ]
 
 
 @pytest.mark.parametrize("case,text,key,line,allowed", CASES, ids=[c[0] for c in CASES])
@@ -74,3 +111,48 @@ def test_missing_file_is_a_policy_error(tmp_path):
     with pytest.raises(PolicyError) as info:
         CleanroomConfig.from_file(tmp_path / "nope.toml")
     assert "not found" in str(info.value) and "nope.toml" in str(info.value)
+
+
+# Property: whatever value lands on whatever key, the loader answers with a policy or
+# a PolicyError naming the file – never another exception (the CLI would show a traceback).
+import json  # noqa: E402
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sandbox.policy import check_policy, effective_isolation  # noqa: E402
+from sandbox.policy.model import SUBTABLES, field_names  # noqa: E402
+
+_TABLES = [("", CleanroomConfig)] + [(name, struct) for name, struct in SUBTABLES.items()]
+_scalar = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda f: "nan" if f != f else ("inf" if f == float("inf") else ("-inf" if f == float("-inf") else repr(f)))),
+    st.booleans().map(lambda b: str(b).lower()),
+    st.text(max_size=12).map(json.dumps),
+    st.sampled_from(['"8GiB"', '"1.5GB"', '"-3MiB"', '"30s"', '"5m"', '"High"', '"none"', '"10.0.0.0/8"',
+                     '"CAP_CHOWN"', '"("', "1979-05-27", "07:32:00"]),
+)
+_value = st.one_of(_scalar, st.lists(_scalar, max_size=3).map(lambda xs: "[" + ", ".join(xs) + "]"),
+                   _scalar.map(lambda v: "{ x = " + v + " }"))
+
+
+@st.composite
+def _documents(draw):
+    table, struct = draw(st.sampled_from(_TABLES))
+    key = draw(st.sampled_from(field_names(struct) + ["typo_key"]))
+    overlay = draw(st.sampled_from(["", "dev."]))
+    header = "cleanroom" + ("." + overlay.rstrip(".") if overlay else "") + ("." + table if table else "")
+    return f"[{header}]\n{key} = {draw(_value)}\n"
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_documents(), st.sampled_from([None, "dev"]))
+def test_any_value_on_any_key_is_a_policy_or_a_policy_error(text, env):
+    try:
+        cfg = CleanroomConfig.from_toml(text, file="fuzz.toml", env=env)
+    except PolicyError as exc:
+        assert exc.file == "fuzz.toml" and str(exc).startswith("fuzz.toml")
+        return
+    check_policy(cfg)
+    effective_isolation(cfg.security_policy)
+    cfg.digest()
