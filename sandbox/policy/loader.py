@@ -4,6 +4,7 @@ what is allowed. Never a traceback for bad input: everything becomes PolicyError
 from __future__ import annotations
 
 import copy
+import difflib
 import ipaddress
 import math
 import os
@@ -69,6 +70,7 @@ def load_policy_text(text: str, *, file: str = "<string>", env: str | None = Non
     # result is checked: an overlay alone may rely on the base for cross-key rules
     # (memory_swap_bytes >= memory_bytes, allowlist needs addresses).
     for name, overlay in overlays.items():
+        _hint_typo(name, overlay, file, locator)
         merged = _build(_deep_merge(base, overlay), file=file, prefix=["cleanroom", name], locator=locator)
         if name == env:
             effective = merged
@@ -88,6 +90,18 @@ def _reject_non_finite(node: Any, path: list[str | int], file: str, locator: _Lo
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
     for key, value in items:
         _reject_non_finite(value, path + [key], file, locator)
+
+
+def _hint_typo(name: str, overlay: dict[str, Any], file: str, locator: _Locator) -> None:
+    """[cleanroom.resource_limit] is read as an overlay named "resource_limit"; when the
+    name is close to a section's, say so instead of a puzzling "unknown key" inside it."""
+    close = difflib.get_close_matches(name, [k for k in SUBTABLES if "." not in k], n=1, cutoff=0.8)
+    if close and not set(overlay) <= TOP_FIELDS:
+        raise PolicyError(f"[cleanroom.{name}] is read as an environment overlay, and its keys are not "
+                          f"[cleanroom] keys; did you mean [cleanroom.{close[0]}]?", file=file,
+                          key=f"cleanroom.{name}", line=locator.line(["cleanroom", name]),
+                          allowed=f"sections {', '.join(k for k in SUBTABLES if '.' not in k)}, "
+                                  "or overlays holding [cleanroom] keys")
 
 
 def _split_overlays(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -165,8 +179,26 @@ def _translate(exc: msgspec.ValidationError, fail) -> PolicyError:
     if text.startswith("Object contains unknown field"):
         name = text.split("`")[1]
         struct = _struct_at([p for p in path if isinstance(p, str)])
-        return fail(path + [name], "unknown key", _allowed_keys(struct))
-    return fail(path, text, _allowed_for(text, path))
+        return fail(path + [name], "unknown key" + _did_you_mean(name, field_names(struct)), _allowed_keys(struct))
+    return fail(path, _plain(text), _allowed_for(text, path))
+
+
+def _did_you_mean(name: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.75)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _plain(message: str) -> str:
+    """msgspec's "Expected `int` >= 1" → words; the allowed part carries the bounds."""
+    if re.match(r"Expected `[^`]+`\s*(>=|<=|>|<)", message):
+        return "out of range"
+    m = re.match(r"Expected `[^`]+`, got `([^`]+)`", message)
+    if m:
+        return f"wrong type (got {_TYPE_WORDS.get(m.group(1), m.group(1))})"
+    m = re.match(r"Invalid enum value (.+)$", message)
+    if m:
+        return f"unknown value {m.group(1)}"
+    return message
 
 
 _TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",

@@ -33,8 +33,10 @@ CASES = [
      "cleanroom.security_policy.audit_level", 2, "Minimal"),
     ("unknown capability", '[cleanroom.security_policy]\nallowed_capabilities = ["CAP_FLY"]\n',
      "cleanroom.security_policy.allowed_capabilities[0]", 2, "CHOWN"),
-    ("typo'd overlay table", "[cleanroom.resource_limit]\nmax_cpu_usage_percent = 50.0\n",
-     "cleanroom.resource_limit.max_cpu_usage_percent", 2, "resource_limits"),
+    ("typo'd section read as an overlay", "[cleanroom.resource_limit]\nmax_cpu_usage_percent = 50.0\n",
+     "cleanroom.resource_limit", 1, "resource_limits"),
+    ("unknown key in an overlay", "[cleanroom.staging]\nmax_cpu_usage_percent = 50.0\n",
+     "cleanroom.staging.max_cpu_usage_percent", 2, "resource_limits"),
     ("bad key in unselected overlay", "[cleanroom]\n\n[cleanroom.prod]\ntest_execution_timeout = -3\n",
      "cleanroom.prod.test_execution_timeout", 4, ">"),
     ("swap below memory", '[cleanroom.resource_limits.sandbox]\nmemory_bytes = "256MiB"\nmemory_swap_bytes = "128MiB"\n',
@@ -93,6 +95,28 @@ def test_bad_input_names_file_key_line_and_allowed(case, text, key, line, allowe
     assert err.key == key and key in msg
     assert err.line == line
     assert err.allowed and allowed in err.allowed and allowed in msg
+
+
+@pytest.mark.parametrize("text,hint", [
+    ("[cleanroom.resource_limits]\nmax_cpu_usage_percen = 5\n", "did you mean 'max_cpu_usage_percent'?"),
+    ("[cleanroom]\nenable_singleton_container = true\n", "did you mean 'enable_singleton_containers'?"),
+    ("[cleanroom.securty_policy]\nsecurity_level = \"High\"\n", "did you mean [cleanroom.security_policy]?"),
+])
+def test_near_misses_get_a_suggestion(text, hint):
+    with pytest.raises(PolicyError) as info:
+        CleanroomConfig.from_toml(text)
+    assert hint in str(info.value)
+
+
+@pytest.mark.parametrize("text,reason", [
+    ("[cleanroom]\nenable_tracing = 1\n", "wrong type (got an integer)"),
+    ("[cleanroom.resource_limits]\nmax_container_count = 0\n", "out of range"),
+    ('[cleanroom.security_policy]\nsecurity_level = "Ultra"\n', "unknown value 'Ultra'"),
+])
+def test_reasons_are_words_not_msgspec_phrases(text, reason):
+    with pytest.raises(PolicyError) as info:
+        CleanroomConfig.from_toml(text)
+    assert info.value.reason == reason and "`" not in str(info.value)
 
 
 def test_toml_syntax_error_has_a_line():
