@@ -8,6 +8,7 @@ create → init → confinement hooks (the command has not run yet) → attach �
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 import threading
 import time
@@ -377,6 +378,10 @@ class SandboxRunner:
         )
         if result.redactions:
             self._audit("redaction.counts", "High", sandbox=handle.name, counts=result.redactions)
+        # Maximum: what was shown can later be proven unchanged, without storing it.
+        self._audit("sandbox.output", "Maximum", sandbox=handle.name,
+                    stdout_sha256=hashlib.sha256(result.stdout.encode()).hexdigest(),
+                    stderr_sha256=hashlib.sha256(result.stderr.encode()).hexdigest())
         self._audit("sandbox.verdict", "Medium", sandbox=handle.name, verdict=result.verdict,
                     exit_code=exit_code, duration_seconds=round(duration, 3),
                     breaches=[msgspec_to_builtins(b) for b in result.breaches])

@@ -106,3 +106,21 @@ def test_report_carries_sandbox_usage_redactions_and_output_digest(tmp_path):
         digests.append(job["output_sha256"])
     # Deterministic execution: the same suite twice gives identical redacted output.
     assert digests[0] == digests[1]
+
+
+def test_marker_runs_a_tests_sandboxes_under_its_own_policy(tmp_path):
+    (tmp_path / "strict.toml").write_text('[cleanroom.security_policy]\nsecurity_level = "Maximum"\n')
+    (tmp_path / "loose.toml").write_text('[cleanroom.security_policy]\nsecurity_level = "Minimal"\n')
+    (tmp_path / "test_marker.py").write_text(textwrap.dedent(f'''
+        import pytest
+        CMD = ["/bin/sh", "-c", "grep CapEff /proc/self/status"]
+
+        def test_session_policy(sandbox):
+            assert sandbox("localhost/cleanroom/busybox:latest", CMD).stdout.split()[1] != "0000000000000000"
+
+        @pytest.mark.cleanroom(policy={str(tmp_path / "strict.toml")!r})
+        def test_marked_policy(sandbox):
+            assert sandbox("localhost/cleanroom/busybox:latest", CMD).stdout.split()[1] == "0000000000000000"
+    '''))
+    r = run_pytest(tmp_path, "--cleanroom-policy", str(tmp_path / "loose.toml"), out_dir=tmp_path)
+    assert r.returncode == 0 and "2 passed" in r.stdout, r.stdout + r.stderr

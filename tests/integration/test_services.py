@@ -147,3 +147,23 @@ def test_execute_test_runs_concurrently_with_verdicts(env):
     assert slow.verdict == "timeout" and "exceeded its timeout" in slow.error
     failed = env.execute_test("boom", lambda: 1 / 0)
     assert failed.verdict == "failed" and "ZeroDivisionError" in failed.error
+
+
+def test_command_and_http_wait_strategies(tmp_path, podman_url):
+    from sandbox.services import CommandSucceeds, HttpOk
+
+    cfg = CleanroomConfig.from_toml("[cleanroom]\nenable_singleton_containers = false\n"
+                                    "[cleanroom.security_policy]\nallowed_ports = [8080]\n")
+    with CleanroomEnvironment(cfg, url=podman_url, audit_dir=tmp_path) as env:
+        marker = env.get_or_create_container("marker", lambda: GenericContainer(
+            BUSYBOX, ["/bin/sh", "-c", "sleep 1; touch /tmp/ready; sleep 60"],
+            wait=CommandSucceeds(["/bin/test", "-f", "/tmp/ready"])))
+        assert marker.exec(["/bin/test", "-f", "/tmp/ready"])[0] == 0
+        web = env.get_or_create_container("web", lambda: GenericContainer(
+            BUSYBOX, ["/bin/sh", "-c", "mkdir -p /tmp/www && echo ok > /tmp/www/health && "
+                                       "exec httpd -f -p 8080 -h /tmp/www"],
+            ports=[8080], wait=HttpOk(8080, "/health")))
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{web.host_port(8080)}/health", timeout=5) as resp:
+            assert resp.read() == b"ok\n"

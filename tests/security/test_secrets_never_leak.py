@@ -83,6 +83,12 @@ def test_library_run_masks_everything_and_the_audit_verifies(tmp_path, podman_ur
     assert_clean(audit, "the audit file")
     assert "redaction.counts" in audit
     assert verify_audit_log(audit_path).ok
+    # Maximum level: digests of the redacted output, never the output itself.
+    import hashlib
+    import json
+
+    outputs = [json.loads(line)["data"] for line in audit.splitlines() if '"sandbox.output"' in line]
+    assert outputs[0]["stdout_sha256"] == hashlib.sha256(result.stdout.encode()).hexdigest()
 
 
 def test_cli_masks_a_secret_passed_with_secret(tmp_path):
