@@ -81,6 +81,11 @@ CASES = [
     ("overlay breaks a cross-key rule", '[cleanroom.resource_limits.sandbox]\nmemory_bytes = "1GiB"\n'
      '[cleanroom.prod.resource_limits.sandbox]\nmemory_swap_bytes = "512MiB"\n',
      "cleanroom.prod.resource_limits.sandbox.memory_swap_bytes", 4, "memory_bytes"),
+    ("element of a multi-line list", '[cleanroom.security_policy]\nredaction_patterns = [\n    "password\\\\s*=",  # ok ]\n'
+     '    \'lit]eral\', "esc\\"aped",\n    "(unclosed",\n]\n', "cleanroom.security_policy.redaction_patterns[3]", 5,
+     "regular expressions"),
+    ("key after a multi-line list", '[cleanroom.security_policy]\nallowed_ports = [\n  5432,\n]\naudit_level = "Loud"\n',
+     "cleanroom.security_policy.audit_level", 5, "Maximum"),
     ("cleanroom not a table", "cleanroom = 5\n", "cleanroom", 1, "[cleanroom]"),
     ]
 
