@@ -224,16 +224,7 @@ class CgroupV1(CgroupDriver):
         """rmdir in every controller; a cgroup empties a moment after its tasks exit."""
         deadline = time.monotonic() + timeout
         for c in V1_CONTROLLERS:
-            d = self._dir(c, rel)
-            while d.is_dir():
-                try:
-                    d.rmdir()
-                except FileNotFoundError:
-                    break
-                except OSError as exc:
-                    if time.monotonic() > deadline:
-                        raise CgroupError(f"cannot remove {d}: {exc.strerror}") from None
-                    time.sleep(0.02)
+            _rmdir_when_empty(self._dir(c, rel), deadline)
 
     def children(self, rel: str = "") -> list[str]:
         d = self._dir("memory", rel)
@@ -330,17 +321,7 @@ class CgroupV2(CgroupDriver):
             return []
 
     def remove(self, rel: str, timeout: float = 5.0) -> None:
-        d = self.base / rel
-        deadline = time.monotonic() + timeout
-        while d.is_dir():
-            try:
-                d.rmdir()
-            except FileNotFoundError:
-                break
-            except OSError as exc:
-                if time.monotonic() > deadline:
-                    raise CgroupError(f"cannot remove {d}: {exc.strerror}") from None
-                time.sleep(0.02)
+        _rmdir_when_empty(self.base / rel, time.monotonic() + timeout)
 
     def children(self, rel: str = "") -> list[str]:
         d = self.base / rel if rel else self.base
@@ -348,6 +329,21 @@ class CgroupV2(CgroupDriver):
             return sorted(p.name for p in d.iterdir() if p.is_dir())
         except OSError:
             return []
+
+
+def _rmdir_when_empty(d: Path, deadline: float) -> None:
+    """A cgroup empties a moment after its last task exits; retry rmdir until then."""
+    delay = 0.002
+    while d.is_dir():
+        try:
+            d.rmdir()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise CgroupError(f"cannot remove {d}: {exc.strerror}") from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 def _proc_cgroups(pid: int) -> list[tuple[str, str]]:
