@@ -14,6 +14,7 @@ from loguru import logger
 from sandbox.engine import cleanup
 from sandbox.engine.connection import Connection
 from sandbox.engine.lifecycle import SandboxRunner
+from sandbox.engine.networks import EnvironmentNetwork
 from sandbox.engine.ownership import owner_labels
 from sandbox.engine.results import RunResult
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
@@ -53,6 +54,7 @@ class CleanroomEnvironment(ServicesMixin):
         self._opened = False
         self.connection: Connection | None = None
         self.runner: SandboxRunner | None = None
+        self.network: EnvironmentNetwork | None = None
         self.redactor: Any = None
         self.audit_log: Any = None
         self.audit_path: Path | None = None
@@ -78,6 +80,7 @@ class CleanroomEnvironment(ServicesMixin):
             )
             self.audit_path = Path(self.audit_log.path)
         confiners = self._make_confiners() if self._confine else []
+        self.network = EnvironmentNetwork(self.connection, self.id, owner_labels(self.id, "network"))
         self.runner = SandboxRunner(
             self.connection,
             self.config,
@@ -113,6 +116,11 @@ class CleanroomEnvironment(ServicesMixin):
         # Containers first: their cgroups can only go once no process is left in them.
         self._close_services()
         cleanup.run_all()
+        if self.network is not None:
+            # Reused singletons stay running for the next run: detach them, then the
+            # network goes (never forced: force would remove them too).
+            self.network.remove(keep=[c.service.id for c in self._services.values()
+                                      if c.service is not None and not c.service.removed])
         for closer in reversed(self._closers):
             try:
                 closer()
@@ -161,15 +169,19 @@ class CleanroomEnvironment(ServicesMixin):
         on_stderr: Callable[[str], None] | None = None,
         limits: dict[str, Any] | None = None,
         check: bool = False,
+        network: str | None = None,
     ) -> RunResult:
         """Run ``command`` in one confined sandbox and return its redacted result.
 
         ``check=True`` raises ``ResourceLimitExceeded`` when a limit was hit.
-        A timeout always raises ``TimeoutExceeded``.
+        A timeout always raises ``TimeoutExceeded``. ``network="env"`` puts the
+        sandbox on the environment's private network, where its services answer by
+        name (the policy's blocked routes still apply inside).
         """
         runner = self._require_open()
+        net = (self.network.ensure(), []) if network == "env" else network
         result = runner.run(image, command, env=env, timeout=timeout, on_stdout=on_stdout,
-                            on_stderr=on_stderr, limits=limits)
+                            on_stderr=on_stderr, limits=limits, network=net)
         self.record_metric("sandbox.duration_seconds", result.duration_seconds)
         if result.usage.peak_memory_bytes is not None:
             self.record_metric("sandbox.peak_memory_bytes", result.usage.peak_memory_bytes)

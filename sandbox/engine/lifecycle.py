@@ -174,7 +174,7 @@ class SandboxRunner:
         name: str | None = None,
         env: dict[str, str] | None = None,
         ports: dict[int, int | None] | None = None,
-        network: str | None = None,
+        network: str | tuple[str, list[str]] | None = None,
         limits: dict[str, Any] | None = None,
         extra_labels: dict[str, str] | None = None,
         writable_paths: list[str] | dict[str, int] | None = None,
@@ -280,7 +280,7 @@ class SandboxRunner:
         on_stderr: Callable[[str], None] | None = None,
         name: str | None = None,
         limits: dict[str, Any] | None = None,
-        network: str | None = None,
+        network: str | tuple[str, list[str]] | None = None,
     ) -> RunResult:
         timeout = float(timeout if timeout is not None else self.policy.test_execution_timeout)
         started = time.monotonic()
@@ -404,7 +404,7 @@ class SandboxRunner:
         name: str | None = None,
         env: dict[str, str] | None = None,
         ports: dict[int, int | None] | None = None,
-        network: str | None = None,
+        network: str | tuple[str, list[str]] | None = None,
         limits: dict[str, Any] | None = None,
         extra_labels: dict[str, str] | None = None,
         writable_paths: list[str] | dict[str, int] | None = None,
@@ -528,6 +528,8 @@ class ServiceHandle:
             return self.runner.connection.api().get(f"/containers/{self.id}/json").json()["State"]
         except NotFound:
             return {"Status": "removed", "Running": False}
+        except APIError as exc:  # Podman could not inspect it: it is not a usable service
+            return {"Status": "unknown", "Running": False, "Error": _api_message(exc)}
 
     def is_running(self) -> bool:
         return bool(self.state().get("Running"))

@@ -51,14 +51,15 @@ def build_spec(
     ports: dict[int, int | None] | None = None,
     workdir: str | None = None,
     user: str | None = None,
-    network: str | None = None,
+    network: str | tuple[str, list[str]] | None = None,
     writable_paths: list[str] | dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """The create body for one sandbox.
 
     ``ports`` maps container port to host port (None: a free one); they are always
     bound to 127.0.0.1. ``network`` overrides the policy's mode for services that
-    must be reachable (a published port needs a network namespace with slirp4netns).
+    must be reachable (a published port needs a network namespace with slirp4netns),
+    or is ``(network name, aliases)`` to join an environment's private network.
     """
     check_ports(policy, ports)
     iso = _iso(policy)
@@ -85,20 +86,27 @@ def build_spec(
     if environment:
         spec["env"] = environment
 
-    mode = network or network_mode(policy)
-    if ports and mode == "none":
-        mode = "egress"  # a published port needs a namespace with a userspace stack
-    if mode == "none":
-        spec["netns"] = {"nsmode": "none"}
+    if isinstance(network, tuple):
+        # The environment's private network: a bridge where its members resolve each
+        # other by alias; published ports still go to 127.0.0.1 only.
+        net_name, aliases = network
+        spec["netns"] = {"nsmode": "bridge"}
+        spec["networks"] = {net_name: {"aliases": list(aliases)}}
     else:
-        spec["netns"] = {"nsmode": "slirp4netns"}
-        if policy.security_policy.allow_host_loopback:
-            spec["network_options"] = {"slirp4netns": ["allow_host_loopback=true"]}
-        if ports:
-            spec["portmappings"] = [
-                {"container_port": int(cp), "host_port": int(hp or 0), "host_ip": "127.0.0.1", "protocol": "tcp"}
-                for cp, hp in ports.items()
-            ]
+        mode = network or network_mode(policy)
+        if ports and mode == "none":
+            mode = "egress"  # a published port needs a namespace with a userspace stack
+        if mode == "none":
+            spec["netns"] = {"nsmode": "none"}
+        else:
+            spec["netns"] = {"nsmode": "slirp4netns"}
+            if policy.security_policy.allow_host_loopback:
+                spec["network_options"] = {"slirp4netns": ["allow_host_loopback=true"]}
+    if ports:
+        spec["portmappings"] = [
+            {"container_port": int(cp), "host_port": int(hp or 0), "host_ip": "127.0.0.1", "protocol": "tcp"}
+            for cp, hp in ports.items()
+        ]
 
     if iso.read_only_root:
         spec["read_only_filesystem"] = True

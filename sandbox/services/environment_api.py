@@ -71,13 +71,18 @@ class ServicesMixin:
                 container = get_or_create(self, name, factory)
             else:
                 container = factory()
-                container.start(self)
+                container.start(self, alias=name)
                 self._owned_services.append(container)
                 try:
                     container.wait_for_ready()
                 except BaseException:
                     self._owned_services.remove(container)
-                    container.stop()
+                    try:
+                        container.stop()
+                    except Exception as exc:  # keep the readiness error, not this one
+                        from loguru import logger
+
+                        logger.warning("could not remove a failed service (prune removes it)", error=str(exc))
                     raise
                 self.record_metric("containers.created", 1)
             self._services[name] = container

@@ -50,26 +50,43 @@ class GenericContainer:
     # -- identity -------------------------------------------------------------------
     def spec_digest(self) -> str:
         """What must match for a running singleton to be reused for this definition."""
+        # "network" names how services are wired: a container made under another
+        # scheme (one without the environment network) cannot join and is replaced.
         data = {"image": self.image, "command": self.command, "env": self.env_vars, "ports": self.ports,
-                "class": type(self).__name__}
+                "class": type(self).__name__, "network": "shared-primary+environment"}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- lifecycle ------------------------------------------------------------------
     def start(self, environment: Any, *, keep: bool = False, labels: dict[str, str] | None = None,
-              name: str | None = None) -> GenericContainer:
+              name: str | None = None, alias: str | None = None,
+              primary_network: str | None = None) -> GenericContainer:
+        """Start on the environment's private network, reachable there as ``alias``.
+
+        A singleton starts on ``primary_network`` (one that outlives environments) and
+        joins this environment's network as well.
+        """
         self._bind(environment)
+        aliases = [alias] if alias else []
+        own = environment.network.ensure()
         self.service = environment.runner.start_service(
             self.image, self.command, name=name or self.name, env=self.env_vars,
-            ports={p: None for p in self.ports}, network="egress" if self.ports else None,
+            ports={p: None for p in self.ports}, network=(primary_network or own, aliases),
             extra_labels=labels, writable_paths=self.writable_paths, keep=keep,
         )
+        # A container that already died must not be connected (Podman then cannot even
+        # inspect it); wait_for_ready reports its exit and output instead.
+        if primary_network and primary_network != own and self.service.is_running():
+            environment.network.connect(self.service.id, aliases)
         return self
 
-    def adopt(self, environment: Any, service: Any) -> GenericContainer:
-        """Use an already running container (a singleton made by another process or run)."""
+    def adopt(self, environment: Any, service: Any, alias: str | None = None) -> GenericContainer:
+        """Use an already running container (a singleton made by another process or run),
+        joining it to this environment's private network under ``alias``."""
         self._bind(environment)
         self.service = service
         self.reused = True
+        if alias:
+            environment.network.connect(service.id, [alias])
         return self
 
     def _bind(self, environment: Any) -> None:

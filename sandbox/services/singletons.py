@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+from loguru import logger
 from podman.errors import NotFound
 
-from sandbox.engine.lifecycle import ServiceHandle, SandboxHandle, host_ports
+from sandbox.engine.lifecycle import SandboxHandle, ServiceHandle, host_ports
+from sandbox.engine.networks import ensure_shared_network
 from sandbox.engine.ownership import LABEL_KIND, LABEL_SINGLETON
 
 LABEL_DIGEST = "io.cleanroom.spec-digest"
@@ -73,8 +75,12 @@ def get_or_create(env: Any, name: str, factory: Any) -> Any:
         if info is not None:
             labels = info.get("Config", {}).get("Labels") or {}
             if info["State"].get("Running") and labels.get(LABEL_DIGEST) == digest:
-                container.adopt(env, handle_for(runner, info))
-                if container.is_healthy():
+                try:
+                    container.adopt(env, handle_for(runner, info), alias=name)
+                    healthy = container.is_healthy()
+                except Exception:  # cannot join or probe it: replace it like an unhealthy one
+                    healthy = False
+                if healthy:
                     env._audit("singleton.reused", "Medium", name=name, sandbox=container.service.name)
                     env.record_metric("containers.reused", 1)
                     return container
@@ -83,12 +89,16 @@ def get_or_create(env: Any, name: str, factory: Any) -> Any:
                        reason="not running" if not info["State"].get("Running") else "unhealthy or changed")
             remove(runner, info)
             container.reused = False
-        container.start(env, keep=True, name=container_name(name),
+        container.start(env, keep=True, name=container_name(name), alias=name,
+                        primary_network=ensure_shared_network(runner.connection),
                         labels={LABEL_SINGLETON: name, LABEL_DIGEST: digest, LABEL_KIND: "service"})
         try:
             container.wait_for_ready()
         except BaseException:
-            container.stop()  # a singleton that never became ready must not linger
+            try:
+                container.stop()  # a singleton that never became ready must not linger
+            except Exception as exc:  # the readiness error is the one the user needs
+                logger.warning("could not remove a failed singleton (prune removes it)", name=name, error=str(exc))
             raise
         env.record_metric("containers.created", 1)
         env._audit("singleton.created", "Medium", name=name, sandbox=container.service.name)

@@ -139,3 +139,27 @@ def test_bandwidth_limit_shapes_egress(tmp_path, podman_url):
     rate = sink.bytes / sink.span
     assert shaped == {"device": "tap0", "bytes_per_sec": 1024 * 1024}
     assert 0.75 * 1024 * 1024 <= rate <= 1.25 * 1024 * 1024, rate
+
+
+def test_services_of_one_environment_reach_each_other_privately(tmp_path, podman_url, podman_api):
+    from sandbox import GenericContainer
+    from sandbox.services import LogMatches
+
+    cfg = CleanroomConfig.from_toml("[cleanroom]\nenable_singleton_containers = false\n")
+    server = ["/bin/sh", "-c", "echo listening; while true; do echo hello-from-srv | nc -l -p 5000; done"]
+    with CleanroomEnvironment(cfg, url=podman_url, audit_dir=tmp_path) as env, \
+            CleanroomEnvironment(cfg, url=podman_url, audit_dir=tmp_path) as other:
+        env.get_or_create_container("srv", lambda: GenericContainer(BUSYBOX, server, wait=LogMatches("listening")))
+        # A second service of the same environment reaches the first by its name ...
+        client = env.get_or_create_container("client", lambda: GenericContainer(
+            BUSYBOX, ["/bin/sh", "-c", "nc -w 3 srv 5000; sleep 60"], wait=LogMatches("hello-from-srv")))
+        assert "hello-from-srv" in client.logs()
+        # ... and so does a sandbox put on the environment's network.
+        r = env.run(BUSYBOX, ["/bin/sh", "-c", "nc -w 3 srv 5000"], network="env")
+        assert r.stdout == "hello-from-srv\n"
+        # Another environment's network does not know the name: nothing is sent anywhere.
+        o = other.run(BUSYBOX, ["/bin/sh", "-c", "nc -w 3 srv 5000; echo rc=$?"], network="env")
+        assert "bad address" in o.stderr and "rc=1" in o.stdout
+        name = env.network.name
+    nets = [n["name"] for n in podman_api.get("/networks/json").json()]
+    assert name not in nets  # removed with its environment
