@@ -50,7 +50,8 @@ def _summary(result, audit_path) -> str:
             pids += f" / {u.pids_limit}"
         parts.append(pids)
     for b in result.breaches:
-        parts.append(f"LIMIT {b.limit}: {b.observed} > {b.limit_value}")
+        value = _fmt_bytes(b.limit_value) if b.limit == "memory" else b.limit_value
+        parts.append(f"LIMIT {b.limit} {value} hit: {b.detail}" if b.detail else f"LIMIT {b.limit} {value} hit")
     if result.redactions:
         parts.append("redacted " + ", ".join(f"{k}×{v}" for k, v in sorted(result.redactions.items())))
     parts.append(f"audit {audit_path}" if audit_path else "audit off")
