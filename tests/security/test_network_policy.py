@@ -125,19 +125,43 @@ def test_allowlist_routes_only_the_listed_networks(tmp_path, podman_url):
     assert sink.bytes == len("hello\n")
 
 
-def test_bandwidth_limit_shapes_egress(tmp_path, podman_url):
-    sink = _Sink()
+SINK = r"""
+import socket, time
+srv = socket.socket(); srv.bind(("0.0.0.0", 5000)); srv.listen(1); print("sink ready", flush=True)
+conn, _ = srv.accept(); n = 0; first = last = None
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    last = time.monotonic(); first = first or last; n += len(data)
+conn.close()
+print(f"received {n} bytes in {last - first:.3f} s", flush=True)
+time.sleep(60)
+"""
+
+
+def test_bandwidth_limit_shapes_egress_to_a_sink_on_the_environment_network(tmp_path, podman_url):
+    from sandbox import GenericContainer
+    from sandbox.services import LogMatches
+
     cfg = CleanroomConfig.from_toml(
+        '[cleanroom]\nenable_singleton_containers = false\n'
         '[cleanroom.resource_limits]\nmax_network_bandwidth_bytes_per_sec = "1MiB"\n'
-        '[cleanroom.security_policy]\nenable_network_isolation = false\nallow_host_loopback = true\n'
     )
     with CleanroomEnvironment(cfg, url=podman_url, audit_dir=tmp_path) as env:
-        r = env.run(BUSYBOX, ["/bin/sh", "-c", f"head -c 4194304 /dev/zero | nc 10.0.2.2 {sink.port}"], timeout=60)
-        shaped = [x for x in audit_records(env) if x["event"] == "sandbox.confined"][0]["data"]["network"]["shaped"]
-    sink.thread.join(10)
-    assert r.exit_code == 0 and sink.bytes == 4 * 1024 * 1024
-    rate = sink.bytes / sink.span
-    assert shaped == {"device": "tap0", "bytes_per_sec": 1024 * 1024}
+        sink = env.get_or_create_container("sink", lambda: GenericContainer(
+            SERVICES, ["python3", "-c", SINK], wait=LogMatches("sink ready")))
+        r = env.run(BUSYBOX, ["/bin/sh", "-c", "head -c 4194304 /dev/zero | nc -w 1 sink 5000"], network="env",
+                    timeout=60)
+        assert r.exit_code == 0, r.stderr
+        shaped = [x for x in audit_records(env) if x["event"] == "sandbox.confined"][-1]["data"]["network"]["shaped"]
+        deadline = time.monotonic() + 10
+        while "received" not in sink.logs() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        received, seconds = sink.logs().split("received ")[1].split(" bytes in ")
+    assert int(received) == 4 * 1024 * 1024
+    rate = int(received) / float(seconds.split()[0])
+    assert shaped == {"device": "eth0", "bytes_per_sec": 1024 * 1024}
     assert 0.75 * 1024 * 1024 <= rate <= 1.25 * 1024 * 1024, rate
 
 
