@@ -33,7 +33,7 @@ prune:
 	$(AS_USER) cleanroom prune
 
 lint:
-	$(AS_USER) python -m ruff check sandbox tests
+	$(AS_USER) python -m ruff check --no-cache sandbox tests
 
 clean:
 	-$(AS_USER) cleanroom prune

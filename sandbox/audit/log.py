@@ -13,7 +13,7 @@ import hmac
 import json
 import os
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,7 @@ class AuditLog:
                 return None
             rec = {
                 "seq": self._seq,
-                "ts": datetime.now(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+                "ts": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
                 "event": event,
                 "data": data,
                 "prev": self._prev,

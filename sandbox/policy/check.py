@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
-from sandbox.policy.model import GiB, MiB, CleanroomConfig
+from sandbox.policy.model import CleanroomConfig, GiB, MiB
 
 
 class PolicyWarning(msgspec.Struct, frozen=True):

@@ -36,7 +36,8 @@ BUILTIN_RULES: tuple[Rule, ...] = (
          r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY-----[\s\S]*?-----END (?:[A-Z0-9]+ )*PRIVATE KEY-----",
          multiline=True, opener="-----BEGIN"),
     Rule("url_password", r"\b[A-Za-z][A-Za-z0-9+.\-]{1,20}://[^\s:/@]{1,128}:(?P<s>[^\s@/]{1,256})@"),
-    Rule("authorization_header", r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?i:bearer|basic|token)\s+(?P<s>[A-Za-z0-9._~+/=\-]{6,})"),
+    Rule("authorization_header",
+         r"(?i:authorization)[\"']?\s*[:=]\s*[\"']?(?i:bearer|basic|token)\s+(?P<s>[A-Za-z0-9._~+/=\-]{6,})"),
     # password=..., "password": "...", password: ... (env, JSON, YAML); the value only.
     Rule("assignment",
          r"(?i:" + _ASSIGN_KEYS + r")[\"']?[ \t]*[=:][ \t]*[\"']?(?P<s>[^\s\"',;]{3,})"),

@@ -6,7 +6,8 @@ import collections
 import concurrent.futures
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 

@@ -25,7 +25,8 @@ class RedisContainer(GenericContainer):
         else:
             command = ["redis-server", "--save", "", "--appendonly", "no"]
             if password:
-                command = ["/bin/sh", "-c", 'exec redis-server --save "" --appendonly no --requirepass "$REDIS_PASSWORD"']
+                command = ["/bin/sh", "-c",
+                           'exec redis-server --save "" --appendonly no --requirepass "$REDIS_PASSWORD"']
         super().__init__(image, command, env=env, ports=[port],
                          wait=AllOf(LogMatches(r"Ready to accept connections"), PortOpen(port)),
                          secrets={"redis_password": password} if password else None)

@@ -9,11 +9,10 @@ import sys
 import time
 
 import pytest
+from podman_helpers import BUSYBOX, REPO, cleanroom_cli, containers_with_label
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, ContainerError, TimeoutExceeded
 from sandbox.engine.ownership import LABEL_OWNER_PID
-
-from podman_helpers import BUSYBOX, REPO, cleanroom_cli, containers_with_label
 
 STRICT = REPO / "policies" / "strict.toml"
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from podman_helpers import REPO, containers_with_label
+from podman_helpers import containers_with_label
 
 CONFTEST = '''
 import pytest

@@ -8,10 +8,16 @@ import sys
 import threading
 
 import pytest
-
 from podman_helpers import BUSYBOX, REPO, containers_with_label
-from sandbox import CleanroomConfig, CleanroomEnvironment, ContainerError, GenericContainer, PostgresContainer, \
-    RedisContainer
+
+from sandbox import (
+    CleanroomConfig,
+    CleanroomEnvironment,
+    ContainerError,
+    GenericContainer,
+    PostgresContainer,
+    RedisContainer,
+)
 from sandbox.services import LogMatches
 
 PG_PASSWORD = "pg-Secret-7781"

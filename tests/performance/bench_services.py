@@ -42,7 +42,7 @@ def test_per_test_database_vs_fresh_container(tmp_path):
             per_test.append(time.perf_counter() - t)
 
         fresh = []
-        for i in range(FRESH_ROUNDS):
+        for _ in range(FRESH_ROUNDS):
             t = time.perf_counter()
             c = PostgresContainer("bench", "bench", "bench-pw")
             c.start(env)

@@ -3,11 +3,9 @@ user is told precisely which one was hit. Each test checks the host is unharmed 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from guide_blocks import blocks, split_avoid
+
 from sandbox.policy import CleanroomConfig, check_policy
 
 AVOID = [alt for _, k, t in blocks() if k == "avoid" for alt in split_avoid(t)]

@@ -9,8 +9,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 from click.testing import CliRunner
-
 from guide_blocks import blocks
+
 from sandbox.cli.main import cli
 from sandbox.cli.policy_cmd import policy_group
 

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from guide_blocks import COPIES, GUIDE, blocks, extract, split_avoid
+
 from sandbox.policy import CleanroomConfig, check_policy
 
 REPO = Path(__file__).resolve().parents[2]

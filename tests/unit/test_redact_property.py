@@ -3,9 +3,9 @@ and no planted secret survives."""
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from secret_samples import SAMPLES
 
 from sandbox.redact import Redactor
-from secret_samples import SAMPLES
 
 REDACTOR = Redactor(["internal-[0-9]{6}"])
 REDACTOR.add_secret("registered-value-77", "REG")
@@ -26,7 +26,7 @@ def documents(draw):
     parts.append(draw(filler))
     text = "".join(parts)
     cuts = sorted(draw(st.lists(st.integers(0, len(text)), max_size=12)))
-    chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)])]
+    chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
     return text, chunks, secrets
 
 

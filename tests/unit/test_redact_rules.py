@@ -1,8 +1,8 @@
 import pytest
+from secret_samples import BENIGN, SAMPLES
 
 from sandbox.errors import PolicyError
 from sandbox.redact import BUILTIN_RULES, Redactor
-from secret_samples import BENIGN, SAMPLES
 
 
 def test_every_builtin_kind_has_a_sample():

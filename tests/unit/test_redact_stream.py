@@ -2,10 +2,10 @@
 and completed lines come out at once."""
 
 import pytest
+from secret_samples import PEM, SAMPLES
 
 from sandbox.redact import Redactor
 from sandbox.redact.redactor import MAX_HOLD
-from secret_samples import PEM, SAMPLES
 
 
 def stream_all(r: Redactor, chunks) -> str:
