@@ -24,7 +24,7 @@ def prune_main(as_json: bool, url: str | None, remove_all: bool) -> int:
         for item in items:
             click.echo(f"removed {kind} {item}")
     for item in report.kept:
-        click.echo(f"kept {item}" if "(" in item else f"kept {item} (owner still running)")
+        click.echo(f"kept {item}")
     total = len(report.containers) + len(report.networks) + len(report.cgroups)
     click.echo(f"prune: removed {total} orphan(s)" if total else "prune: nothing to remove")
     return 0

@@ -32,7 +32,7 @@ def prune(url: str | None = None, include_live: bool = False) -> PruneReport:
                 report.kept.append(f"container {name} (running singleton, kept for reuse)")
                 continue
             if not include_live and owner_alive(labels):
-                report.kept.append(f"container {name}")
+                report.kept.append(f"container {name} (owner still running)")
                 continue
             try:
                 api.delete(f"/containers/{c['Id']}", params={"force": True, "v": True, "timeout": 0})
@@ -43,7 +43,7 @@ def prune(url: str | None = None, include_live: bool = False) -> PruneReport:
             labels = n.get("labels") or n.get("Labels") or {}
             name = n.get("name") or n.get("Name")
             if not include_live and owner_alive(labels):
-                report.kept.append(f"network {name}")
+                report.kept.append(f"network {name} (owner still running)")
                 continue
             try:
                 api.delete(f"/networks/{name}", params={"force": True})
