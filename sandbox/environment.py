@@ -59,7 +59,6 @@ class CleanroomEnvironment(ServicesMixin):
         self.audit_log: Any = None
         self.audit_path: Path | None = None
         self._metrics: dict[str, list[float]] = {}
-        self._logs: list[str] = []
         self._closers: list[Callable[[], None]] = []
         self._init_services()
 
@@ -67,6 +66,15 @@ class CleanroomEnvironment(ServicesMixin):
     def open(self) -> CleanroomEnvironment:
         if self._opened:
             return self
+        try:
+            return self._open()
+        except BaseException:
+            # Whatever was made before the failure (audit file, cgroups) goes again.
+            self._opened = True
+            self.close()
+            raise
+
+    def _open(self) -> CleanroomEnvironment:
         from sandbox.audit import AuditLog
         from sandbox.redact import Redactor, install_log_redaction
 
@@ -115,7 +123,7 @@ class CleanroomEnvironment(ServicesMixin):
         self._opened = False
         # Containers first: their cgroups can only go once no process is left in them.
         self._close_services()
-        cleanup.run_all()
+        cleanup.run_all(owner=self.id)
         if self.network is not None:
             # Reused singletons stay running for the next run: detach them, then the
             # network goes (never forced: force would remove them too).

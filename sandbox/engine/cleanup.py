@@ -16,17 +16,17 @@ from collections.abc import Callable
 from loguru import logger
 
 _lock = threading.Lock()
-_undo: dict[int, tuple[str, Callable[[], None]]] = {}
+_undo: dict[int, tuple[str, Callable[[], None], str | None]] = {}
 _ids = itertools.count(1)
 _installed = False
 
 
-def register(what: str, undo: Callable[[], None]) -> int:
-    """Remember how to undo something; returns a token for ``done``."""
+def register(what: str, undo: Callable[[], None], owner: str | None = None) -> int:
+    """Remember how to undo something (made by ``owner``); returns a token for ``done``."""
     _install_handlers()
     token = next(_ids)
     with _lock:
-        _undo[token] = (what, undo)
+        _undo[token] = (what, undo, owner)
     return token
 
 
@@ -36,13 +36,15 @@ def done(token: int) -> None:
         _undo.pop(token, None)
 
 
-def run_all() -> list[str]:
-    """Undo everything still registered, newest first. Returns what was undone."""
+def run_all(owner: str | None = None) -> list[str]:
+    """Undo what is still registered, newest first: everything, or one owner's only
+    (an environment closing must not undo another environment's work)."""
     with _lock:
-        items = sorted(_undo.items(), reverse=True)
-        _undo.clear()
+        items = sorted(((t, v) for t, v in _undo.items() if owner is None or v[2] == owner), reverse=True)
+        for token, _ in items:
+            del _undo[token]
     undone = []
-    for _, (what, undo) in items:
+    for _, (what, undo, _owner) in items:
         try:
             undo()
             undone.append(what)
@@ -61,7 +63,7 @@ def _install_handlers() -> None:
     if _installed:
         return
     _installed = True
-    atexit.register(run_all)
+    atexit.register(run_all)  # no owner: everything left at exit
     if threading.current_thread() is threading.main_thread():
         try:
             if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):

@@ -230,7 +230,7 @@ class SandboxRunner:
         cid = resp.json()["Id"]
         handle = SandboxHandle(id=cid, name=sandbox_name, pid=0, policy=self.policy, limits=dict(limits or {}))
         handle.network_mode = spec["netns"]["nsmode"]
-        token = cleanup.register(f"container {sandbox_name}", lambda: self._remove(cid))
+        token = cleanup.register(f"container {sandbox_name}", lambda: self._remove(cid), self.environment_id)
         try:
             api.post(f"/containers/{cid}/init", timeout=startup_timeout)
             state = api.get(f"/containers/{cid}/json").json()["State"]

@@ -173,3 +173,14 @@ def test_command_and_http_wait_strategies(tmp_path, podman_url):
 
         with urllib.request.urlopen(f"http://127.0.0.1:{web.host_port(8080)}/health", timeout=5) as resp:
             assert resp.read() == b"ok\n"
+
+
+def test_closing_one_environment_leaves_anothers_services_running(tmp_path, podman_url):
+    cfg = CleanroomConfig.from_toml("[cleanroom]\nenable_singleton_containers = false\n")
+    with CleanroomEnvironment(cfg, url=podman_url, audit_dir=tmp_path) as first:
+        svc = first.get_or_create_container("keeper", lambda: GenericContainer(
+            BUSYBOX, ["/bin/sh", "-c", "echo up; sleep 60"], wait=LogMatches("up")))
+        with CleanroomEnvironment(cfg, url=podman_url, audit_dir=tmp_path) as second:
+            second.run(BUSYBOX, ["/bin/true"])
+        assert svc.is_running()
+    assert not svc.is_running()  # and it goes with its own environment

@@ -28,6 +28,15 @@ def test_run_all_undoes_newest_first_and_survives_failures():
     assert cleanup.run_all() == []
 
 
+def test_run_all_for_one_owner_leaves_the_others():
+    order = []
+    cleanup.register("mine", lambda: order.append("mine"), owner="env-a")
+    cleanup.register("theirs", lambda: order.append("theirs"), owner="env-b")
+    assert cleanup.run_all(owner="env-a") == ["mine"]
+    assert order == ["mine"]
+    assert cleanup.run_all() == ["theirs"]
+
+
 def test_sigterm_runs_cleanup_in_a_real_process(tmp_path):
     marker = tmp_path / "undone"
     code = textwrap.dedent(f"""
