@@ -160,13 +160,19 @@ class CgroupV1(CgroupDriver):
             _write(path, pids)
             applied["pids.max"] = _read_int(path)
         if io_weight is not None:
-            path = self._dir("blkio", rel) / "blkio.weight"
-            if path.exists():
+            # CFQ kernels have blkio.weight, BFQ ones blkio.bfq.weight; either only
+            # matters while that scheduler drives the disk, which the read-back says.
+            d = self._dir("blkio", rel)
+            path = next((d / n for n in ("blkio.weight", "blkio.bfq.weight") if (d / n).exists()), None)
+            if path is None:
+                applied["blkio.weight"] = "not available on this host"
+            else:
                 try:
                     _write(path, io_weight)
-                    applied["blkio.weight"] = _read_int(path)
-                except OSError:
-                    applied["blkio.weight"] = "not supported by this host's I/O scheduler"
+                    applied[path.name] = _read_int(path)
+                    applied["io_schedulers"] = _schedulers()
+                except OSError as exc:
+                    applied[path.name] = f"not applied: {exc.strerror}"
         return applied
 
     def place(self, rel: str, pid: int) -> None:
@@ -329,6 +335,18 @@ class CgroupV2(CgroupDriver):
             return sorted(p.name for p in d.iterdir() if p.is_dir())
         except OSError:
             return []
+
+
+def _schedulers() -> dict[str, str]:
+    """The active I/O scheduler of each disk, e.g. {"vda": "mq-deadline"}."""
+    out = {}
+    for q in Path("/sys/block").glob("*/queue/scheduler"):
+        if q.parent.parent.name.startswith(("loop", "ram", "zram")):
+            continue  # not disks a sandbox's data lands on
+        text = q.read_text()
+        if "[" in text:
+            out[q.parent.parent.name] = text.split("[", 1)[1].split("]", 1)[0]
+    return out
 
 
 def _rmdir_when_empty(d: Path, deadline: float) -> None:

@@ -134,3 +134,17 @@ def test_cli_summary_reports_usage_and_limits():
     assert "peak mem" in summary and "/ 256.0 MiB" in summary
     assert "cpu " in summary and "limit 100%" in summary
     assert "pids" in summary and "/ 128" in summary
+
+
+def test_io_weight_is_written_and_read_back_with_the_scheduler(tmp_path, podman_url):
+    import json
+
+    with env_for(tmp_path, podman_url, "[cleanroom.resource_limits.sandbox]\nio_weight = 200\n") as env:
+        env.run(BUSYBOX, ["/bin/true"])
+        records = [json.loads(x) for x in Path(env.audit_path).read_text().splitlines()]
+    limits = [r for r in records if r["event"] == "sandbox.confined"][0]["data"]["cgroup"]["limits"]
+    weight = limits.get("blkio.weight", limits.get("blkio.bfq.weight"))
+    # Either the kernel took the weight, or the read-back says plainly why not.
+    assert weight == 200 or isinstance(weight, str), limits
+    if weight == 200:
+        assert limits["io_schedulers"]  # which scheduler decides whether it matters
