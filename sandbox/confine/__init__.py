@@ -7,7 +7,7 @@ from typing import Any
 from loguru import logger
 
 from sandbox.confine.cgroups import CgroupError, detect_version, make_driver
-from sandbox.confine.limits import CgroupConfiner, owner_alive
+from sandbox.confine.limits import CgroupConfiner, owner_alive, owner_record, prune_records
 
 
 def cgroup_driver_name() -> str:
@@ -70,7 +70,28 @@ def prune_cgroups(include_live: bool = False) -> list[str]:
             removed.append(env_id)
         except CgroupError:
             pass
+    # Records of environments whose cgroup is gone (removed now, or by a close() that
+    # could not unlink its record) would otherwise pile up in $XDG_RUNTIME_DIR.
+    prune_records(set(driver.children()))
     return removed
 
 
-__all__ = ["confiners_for", "prune_cgroups", "cgroup_driver_name", "detect_version", "CgroupConfiner"]
+def leftover_cgroups(parent_pid: int) -> list[str]:
+    """Environment cgroups made by parent_pid or its direct children that still exist.
+
+    After an environment closed, this must be empty: tests use it to check the host
+    is unharmed without counting other, concurrent runs' live environments.
+    """
+    driver = make_driver()
+    if driver is None or not driver.available():
+        return []
+    out = []
+    for env_id in driver.children():
+        rec = owner_record(env_id)
+        if parent_pid in (rec.get("pid"), rec.get("ppid")):
+            out.append(env_id)
+    return out
+
+
+__all__ = ["confiners_for", "prune_cgroups", "cgroup_driver_name", "detect_version", "CgroupConfiner",
+           "owner_record", "leftover_cgroups"]

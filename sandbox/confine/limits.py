@@ -35,17 +35,44 @@ def write_owner_record(env_id: str) -> Path:
     d.mkdir(parents=True, exist_ok=True)
     me = psutil.Process()
     path = d / f"{env_id}.json"
-    path.write_text(json.dumps({"pid": me.pid, "start": round(me.create_time(), 2)}))
+    # ppid lets a test (or a supervisor) find what its own children left behind,
+    # without mistaking another run's live environments for leftovers.
+    path.write_text(json.dumps({"pid": me.pid, "ppid": os.getppid(), "start": round(me.create_time(), 2)}))
     return path
 
 
-def owner_alive(env_id: str) -> bool:
+def owner_record(env_id: str) -> dict[str, Any]:
+    """{"pid", "ppid", "start"} of the process that made env_id's cgroup, or {} if unknown."""
     try:
         rec = json.loads((records_dir() / f"{env_id}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return rec if isinstance(rec, dict) else {}
+
+
+def owner_alive(env_id: str) -> bool:
+    rec = owner_record(env_id)
+    try:
         proc = psutil.Process(rec["pid"])
         return round(proc.create_time(), 2) == rec["start"]
-    except (OSError, ValueError, KeyError, psutil.Error):
+    except (KeyError, TypeError, psutil.Error):
         return False
+
+
+def prune_records(live_env_ids: set[str]) -> list[str]:
+    """Drop ownership records of environments whose cgroup is gone and whose owner died."""
+    dropped = []
+    try:
+        paths = list(records_dir().glob("*.json"))
+    except OSError:
+        return dropped
+    for path in paths:
+        env_id = path.stem
+        if env_id in live_env_ids or owner_alive(env_id):
+            continue
+        path.unlink(missing_ok=True)
+        dropped.append(env_id)
+    return dropped
 
 
 class _Tracked:

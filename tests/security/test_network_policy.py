@@ -8,6 +8,7 @@ and the bandwidth sink listens on this host's loopback.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sys
 import threading
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, NetworkPolicyViolation
+from sandbox.confine import leftover_cgroups
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from podman_helpers import BUSYBOX, REPO, SERVICES, containers_with_label  # noqa: E402
@@ -32,6 +34,17 @@ try:
 except OSError as e:
     print(errno.errorcode.get(e.errno, e.errno), round(time.monotonic() - t, 3))
 """
+
+
+@pytest.fixture(autouse=True)
+def host_unharmed(podman_url, tmp_path):
+    """After every test: a confined sandbox still runs and nothing of ours is left."""
+    yield
+    with CleanroomEnvironment(CleanroomConfig.default(), url=podman_url, audit_dir=tmp_path / "after") as env:
+        r = env.run(BUSYBOX, ["/bin/echo", "still fine"])
+        assert r.exit_code == 0 and r.stdout == "still fine\n"
+        assert env.runner.confiners  # still confined
+    assert leftover_cgroups(os.getpid()) == []
 
 
 def audit_records(env) -> list[dict]:

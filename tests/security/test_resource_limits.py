@@ -3,6 +3,7 @@ user is told precisely which one was hit. Each test checks the host is unharmed 
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, ResourceLimitExceeded
+from sandbox.confine import leftover_cgroups
 from sandbox.confine.cgroups import detect_version, make_driver
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
@@ -23,19 +25,18 @@ def env_for(tmp_path, podman_url, toml: str) -> CleanroomEnvironment:
     return CleanroomEnvironment(CleanroomConfig.from_toml(toml), url=podman_url, audit_dir=tmp_path)
 
 
-def our_cgroups() -> list[str]:
-    driver = make_driver()
-    return [f"{e}/{c}" for e in driver.children() for c in driver.children(e)] + driver.children()
-
-
 @pytest.fixture(autouse=True)
-def host_unharmed(podman_url):
-    """After every test: no cgroup of a finished environment, and a sandbox still runs."""
+def host_unharmed(podman_url, tmp_path):
+    """After every test: a sandbox still runs, confined, and no cgroup made by this
+    process or its children (the CLI, a killed engine) is left. Other runs' live
+    environments on this host are not ours and are not counted."""
     assert detect_version() in ("v1", "v2")
-    before = set(make_driver().children())
     yield
-    leftovers = set(make_driver().children()) - before
-    assert not leftovers, f"cgroups left behind: {leftovers}"
+    with CleanroomEnvironment(CleanroomConfig.default(), url=podman_url, audit_dir=tmp_path / "after") as env:
+        r = env.run(BUSYBOX, ["/bin/echo", "still fine"])
+        assert r.exit_code == 0 and r.stdout == "still fine\n" and not r.breaches
+        assert r.usage.peak_memory_bytes is not None  # confinement still works
+    assert leftover_cgroups(os.getpid()) == []
 
 
 def test_memory_bomb_is_killed_and_reported_as_memory(tmp_path, podman_url):
