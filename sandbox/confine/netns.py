@@ -80,9 +80,13 @@ def interfaces(pid: int) -> list[str]:
     return sorted(line.split(":", 1)[0].strip() for line in lines)
 
 
+_ROUTE_TYPES = {1: "unicast", 5: "multicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}
+_REJECT = ("unreachable", "prohibit", "blackhole")
+
+
 def _route_rows(ipr: IPRoute) -> list[dict[str, Any]]:
     rows = []
-    for family in (socket.AF_INET, socket.AF_INET6):
+    for family, fname in ((socket.AF_INET, "inet"), (socket.AF_INET6, "inet6")):
         try:
             routes = ipr.get_routes(family=family, table=254)
         except Exception:
@@ -90,12 +94,52 @@ def _route_rows(ipr: IPRoute) -> list[dict[str, Any]]:
         for rt in routes:
             dst = rt.get_attr("RTA_DST")
             rows.append({
+                "family": fname,
                 "dst": f"{dst}/{rt['dst_len']}" if dst else ("default" if rt["dst_len"] == 0 else "?"),
-                "type": {1: "unicast", 6: "blackhole", 7: "unreachable", 8: "prohibit"}.get(rt["type"], rt["type"]),
+                "type": _ROUTE_TYPES.get(rt["type"], rt["type"]),
                 "gateway": rt.get_attr("RTA_GATEWAY"),
                 "oif": rt.get_attr("RTA_OIF"),
             })
     return rows
+
+
+def _stop_router_advertisements() -> None:
+    """A router advertisement (slirp4netns sends them) would re-add an IPv6 default
+    route after we removed it; the namespace's own sysctls turn them off."""
+    conf = Path("/proc/sys/net/ipv6/conf")
+    if not conf.is_dir():
+        return  # IPv6 is off in this namespace: nothing to re-add
+    for dev in conf.iterdir():
+        try:
+            (dev / "accept_ra").write_text("0")
+        except OSError:
+            pass  # read back below: a surviving default route refuses the sandbox
+
+
+def _allow_only(ipr: IPRoute, allowed: list[str], facts: dict[str, Any]) -> None:
+    """Route the listed networks through each family's gateway; refuse the rest."""
+    _stop_router_advertisements()
+    for family, default in ((socket.AF_INET, "0.0.0.0/0"), (socket.AF_INET6, "::/0")):
+        version = 4 if family == socket.AF_INET else 6
+        defaults = [rt for rt in ipr.get_routes(family=family, table=254)
+                    if rt["dst_len"] == 0 and rt["type"] == 1]
+        via = next(((rt.get_attr("RTA_GATEWAY"), rt.get_attr("RTA_OIF")) for rt in defaults
+                    if rt.get_attr("RTA_GATEWAY")), None)
+        for cidr in allowed:
+            net = ipaddress.ip_network(cidr, strict=False)
+            if net.version != version:
+                continue
+            if via is None:
+                facts["errors"].append(f"{net}: no IPv{version} gateway to route it through")
+                continue
+            ipr.route("add", dst=str(net), gateway=via[0], oif=via[1], family=family)
+            facts["allowed"].append(str(net))
+        for rt in defaults:
+            try:
+                ipr.route("del", family=family, dst=default, gateway=rt.get_attr("RTA_GATEWAY"),
+                          oif=rt.get_attr("RTA_OIF"), priority=rt.get_attr("RTA_PRIORITY"), table=254)
+            except Exception as exc:
+                facts["errors"].append(f"default route ({default}) not removed: {exc}")
 
 
 def _apply(blocked: list[str], allowed: list[str] | None, rate: int | None) -> dict[str, Any]:
@@ -104,18 +148,9 @@ def _apply(blocked: list[str], allowed: list[str] | None, rate: int | None) -> d
     with IPRoute() as ipr:
         links = {ln.get_attr("IFLA_IFNAME"): ln["index"] for ln in ipr.get_links()}
         egress = next((n for n in links if n != "lo"), None)
-        gateway = None
-        for rt in ipr.get_routes(family=socket.AF_INET, table=254):
-            if rt["dst_len"] == 0 and rt.get_attr("RTA_GATEWAY"):
-                gateway = rt.get_attr("RTA_GATEWAY")
         if allowed is not None:
-            # Only the listed networks are routed; everything else is refused here.
-            for cidr in allowed:
-                net = ipaddress.ip_network(cidr, strict=False)
-                if net.version == 4 and gateway and egress:
-                    ipr.route("add", dst=str(net), gateway=gateway, oif=links[egress])
-            if gateway:
-                ipr.route("del", dst="0.0.0.0/0", gateway=gateway)
+            facts["allowed"] = []
+            _allow_only(ipr, allowed, facts)
             blocked = ["0.0.0.0/0", "::/0", *blocked]
         for cidr in blocked:
             net = ipaddress.ip_network(cidr, strict=False)
@@ -124,7 +159,7 @@ def _apply(blocked: list[str], allowed: list[str] | None, rate: int | None) -> d
                 ipr.route("add", dst=str(net), type="unreachable", family=family)
                 facts["blocked"].append(str(net))
             except Exception as exc:
-                # IPv6 may be off in the namespace entirely: then nothing v6 can leave.
+                # Judged after read-back: harmless only where the family is not routed at all.
                 facts["errors"].append(f"{net}: {exc}")
         if rate and egress:
             # tbf: rate in bytes/s; a small burst keeps the measured rate close to it.
@@ -134,6 +169,37 @@ def _apply(blocked: list[str], allowed: list[str] | None, rate: int | None) -> d
         facts["routes"] = _route_rows(ipr)
         facts["interfaces"] = sorted(links)
     return facts
+
+
+def _family_routed(routes: list[dict[str, Any]], family: str) -> bool:
+    """Whether anything beyond link-local/multicast is routed in this family."""
+    for r in routes:
+        if r.get("family", "inet") != family or r["type"] != "unicast":
+            continue
+        if family == "inet6" and r["dst"].startswith(("fe80:", "ff")):
+            continue
+        return True
+    return False
+
+
+def rule_problems(routes: list[dict[str, Any]], blocked: list[str], allowlist: bool) -> list[str]:
+    """What the read-back routes fail to enforce; empty when the policy holds.
+
+    Decided from the kernel's own table, not from what the helper meant to do.
+    """
+    problems = []
+    reject = {(r.get("family", "inet"), r["dst"]) for r in routes if r["type"] in _REJECT}
+    for cidr in blocked:
+        net = ipaddress.ip_network(cidr, strict=False)
+        family = "inet" if net.version == 4 else "inet6"
+        dst = "default" if net.prefixlen == 0 else str(net)
+        if (family, dst) not in reject and _family_routed(routes, family):
+            problems.append(f"no unreachable route for blocked {net}")
+    if allowlist:
+        for r in routes:
+            if r["dst"] == "default" and r["type"] == "unicast":
+                problems.append(f"a default route survives the allow-list ({r.get('family')} via {r['gateway']})")
+    return problems
 
 
 class NetworkConfiner:
@@ -161,11 +227,9 @@ class NetworkConfiner:
         except OSError as exc:
             raise ContainerError(f"network rules could not be applied, the sandbox was not started: {exc}",
                                  sandbox=handle.name) from None
-        missing = [c for c in sp.blocked_addresses
-                   if str(ipaddress.ip_network(c, strict=False)) not in {r["dst"] for r in facts["routes"]
-                                                                        if r["type"] == "unreachable"}
-                   and ipaddress.ip_network(c, strict=False).version == 4]
-        if missing:
-            raise ContainerError(f"blocked routes missing after read-back: {missing}", sandbox=handle.name)
+        problems = rule_problems(facts["routes"], list(sp.blocked_addresses), allow is not None)
+        if problems:
+            raise ContainerError("network rules do not hold after read-back, the sandbox was not started: "
+                                 + "; ".join(problems), sandbox=handle.name)
         facts["mode"] = "allowlist" if allow is not None else "egress"
         handle.facts["network"] = facts

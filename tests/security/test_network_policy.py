@@ -26,7 +26,7 @@ from podman_helpers import BUSYBOX, REPO, SERVICES, containers_with_label  # noq
 CONNECT = """
 import errno, socket, sys, time
 t = time.monotonic()
-s = socket.socket()
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.settimeout(5)
 try:
     s.connect((sys.argv[1], 80))
@@ -129,10 +129,21 @@ def test_allowlist_routes_only_the_listed_networks(tmp_path, podman_url):
         'allowed_addresses = ["10.0.2.2/32"]\nallow_host_loopback = true\n'
     )
     with CleanroomEnvironment(cfg, url=podman_url, audit_dir=tmp_path) as env:
-        refused = env.run(SERVICES, ["python3", "-c", CONNECT, "192.0.2.1"])
+        # One sandbox tries both families: slirp4netns also gives IPv6 a default route
+        # (by router advertisement), which the allow-list must take away too.
+        refused = env.run(SERVICES, ["sh", "-c", f"python3 -c '{CONNECT}' 192.0.2.1; "
+                                                 f"python3 -c '{CONNECT}' 2001:db8::1"])
+        network = [x for x in audit_records(env) if x["event"] == "sandbox.confined"][0]["data"]["network"]
         allowed = env.run(BUSYBOX, ["/bin/sh", "-c", f"echo hello | nc 10.0.2.2 {sink.port}; echo rc=$?"])
-    assert refused.stdout.split()[0] in ("EHOSTUNREACH", "ENETUNREACH", "EACCES"), refused.stdout
-    assert float(refused.stdout.split()[1]) < 0.5
+    # Read back before start: no default route is left in either family, both are refused.
+    defaults = {(r["family"], r["type"]) for r in network["routes"] if r["dst"] == "default"}
+    assert defaults == {("inet", "unreachable"), ("inet6", "unreachable")}, network["routes"]
+    assert network["allowed"] == ["10.0.2.2/32"] and network["mode"] == "allowlist"
+    for line in refused.stdout.splitlines():
+        code, elapsed = line.split()
+        assert code in ("EHOSTUNREACH", "ENETUNREACH", "EACCES"), refused.stdout
+        assert float(elapsed) < 0.5
+    assert len(refused.stdout.splitlines()) == 2, refused.stdout + refused.stderr
     assert "rc=0" in allowed.stdout
     sink.thread.join(5)
     assert sink.bytes == len("hello\n")
