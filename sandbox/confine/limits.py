@@ -214,6 +214,10 @@ class CgroupConfiner:
         u.peak_pids = t.peak_pids
         u.oom_kills = raw.get("oom_kills", 0)
         u.pids_limit_hits = raw.get("pids_limit_hits", 0)
+        if u.pids_limit_hits and t.limits["pids_limit"]:
+            # v1 has no pids.peak and sampling can miss a short burst, but a fork
+            # refused at pids.max proves the count stood at the limit then.
+            u.peak_pids = max(u.peak_pids, t.limits["pids_limit"])
         if u.oom_kills:
             t.handle.breaches.append(LimitBreach(
                 limit="memory", limit_value=t.limits["memory_bytes"], observed=u.peak_memory_bytes,

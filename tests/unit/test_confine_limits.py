@@ -1,0 +1,184 @@
+"""CgroupConfiner's decisions against a fake driver and stand-in policy objects:
+the container count, the limits a sandbox gets, what a failed placement does, how
+counters become breaches, and what prune may remove. (Real enforcement is proven in
+tests/security/test_resource_limits.py.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from types import SimpleNamespace
+
+import psutil
+import pytest
+
+import sandbox.confine as confine
+from sandbox.confine.cgroups import CgroupError
+from sandbox.confine.limits import CgroupConfiner, owner_alive, records_dir
+from sandbox.engine.lifecycle import SandboxHandle
+from sandbox.errors import ContainerError, ResourceLimitExceeded
+
+MiB = 1 << 20
+
+
+class FakeDriver:
+    version = "fake"
+
+    def __init__(self) -> None:
+        self.dirs: dict[str, dict] = {}
+        self.usage: dict[str, dict[str, int]] = {}
+        self.procs: dict[str, list[int]] = {}
+        self.fail_place = False
+
+    def available(self) -> bool:
+        return True
+
+    def make(self, rel):
+        self.dirs.setdefault(rel, {})
+
+    def set_limits(self, rel, **limits):
+        self.dirs[rel].update({k: v for k, v in limits.items() if v is not None})
+        return dict(self.dirs[rel])
+
+    def place(self, rel, pid):
+        if self.fail_place:
+            raise CgroupError(f"cannot move pid {pid} into {rel}: Permission denied")
+        self.procs[rel] = [pid]
+
+    def read_usage(self, rel):
+        return dict(self.usage.get(rel, {}))
+
+    def tasks(self, rel):
+        return list(self.procs.get(rel, []))
+
+    def remove(self, rel, timeout=5.0):
+        if self.procs.get(rel) or any(k.startswith(f"{rel}/") for k in self.dirs):
+            raise CgroupError(f"cannot remove {rel}: Device or resource busy")  # as rmdir on cgroupfs
+        self.dirs.pop(rel, None)
+
+    def children(self, rel=""):
+        depth = rel.count("/") + 1 if rel else 0
+        prefix = f"{rel}/" if rel else ""
+        return sorted({k.split("/")[depth] for k in self.dirs if k.startswith(prefix) and k.count("/") >= depth})
+
+
+def policy(**over) -> SimpleNamespace:
+    sb = SimpleNamespace(memory_bytes=512 * MiB, memory_swap_bytes=None, cpu_percent=100.0, pids_limit=512,
+                         io_weight=None)
+    rl = SimpleNamespace(max_container_count=over.get("count", 10), max_memory_usage_bytes=2048 * MiB,
+                         max_cpu_usage_percent=50.0, enable_resource_monitoring=True,
+                         max_network_bandwidth_bytes_per_sec=None, sandbox=sb)
+    return SimpleNamespace(resource_limits=rl, performance_monitoring=SimpleNamespace(metrics_interval=10.0))
+
+
+@pytest.fixture(autouse=True)
+def runtime_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+
+
+@pytest.fixture
+def made():
+    confiners = []
+
+    def make(**over):
+        audit = []
+        env = SimpleNamespace(id="env-test", config=policy(**over),
+                              _audit=lambda event, level, **data: audit.append((event, data)))
+        driver = FakeDriver()
+        c = CgroupConfiner(env, driver)
+        confiners.append(c)
+        return c, driver, audit
+
+    yield make
+    for c in confiners:
+        c.close()
+
+
+def handle(name: str, limits: dict | None = None) -> SandboxHandle:
+    return SandboxHandle(id=f"id-{name}", name=name, pid=4242, policy=None, limits=limits or {})
+
+
+def test_environment_budget_is_the_host_share_and_memory(made):
+    c, driver, _ = made()
+    assert driver.dirs["env-test"] == {"memory": 2048 * MiB, "cpu_percent": 50.0 * (os.cpu_count() or 1)}
+    assert owner_alive("env-test")
+
+
+def test_third_sandbox_is_refused_before_creation_counting_reservations(made):
+    c, _, _ = made(count=2)
+    c.before_create({"name": "a"})
+    c.before_create({"name": "b"})  # reserved, not yet initialised: still counts
+    with pytest.raises(ResourceLimitExceeded) as info:
+        c.before_create({"name": "c"})
+    assert (info.value.limit, info.value.limit_value, info.value.observed) == ("containers", 2, 3)
+    c.create_failed({"name": "b"})  # a failed create gives its place back
+    c.before_create({"name": "c"})
+
+
+def test_per_call_limits_override_the_policy_and_unknown_ones_are_refused(made):
+    c, driver, _ = made()
+    c.before_create({"name": "s"})
+    h = handle("s", {"memory_bytes": 64 * MiB, "pids_limit": 64})
+    c.after_init(h)
+    assert driver.dirs["env-test/s"] == {"memory": 64 * MiB, "cpu_percent": 100.0, "pids": 64}
+    assert driver.procs["env-test/s"] == [4242]
+    assert (h.usage.memory_limit_bytes, h.usage.pids_limit, h.usage.cpu_limit_percent) == (64 * MiB, 64, 100.0)
+    assert h.facts["cgroup"]["path"] == "env-test/s"
+    with pytest.raises(ContainerError, match="unknown per-call limit"):
+        c.after_init(handle("t", {"memroy_bytes": 1}))
+
+
+def test_failed_placement_refuses_the_sandbox_and_removes_its_cgroup(made):
+    c, driver, _ = made()
+    driver.fail_place = True
+    with pytest.raises(ContainerError, match="not started.*Permission denied"):
+        c.after_init(handle("s"))
+    assert "env-test/s" not in driver.dirs
+    assert c.report()["containers"]["used"] == 0
+
+
+def test_counters_become_breaches_and_the_cgroup_goes_with_the_sandbox(made):
+    c, driver, audit = made()
+    h = handle("s", {"memory_bytes": 64 * MiB, "pids_limit": 64})
+    c.after_init(h)
+    driver.usage["env-test/s"] = {"peak_memory": 64 * MiB, "cpu_ns": 1_500_000_000, "pids": 0, "oom_kills": 1,
+                                  "pids_limit_hits": 3}
+    driver.procs["env-test/s"] = []  # the container's processes are gone
+    c.after_exit(h)
+    assert h.usage.cpu_seconds == 1.5 and h.usage.peak_memory_bytes == 64 * MiB
+    assert [(b.limit, b.limit_value) for b in h.breaches] == [("memory", 64 * MiB), ("pids", 64)]
+    # pids.max refused forks, so the count stood at the limit then, whatever sampling saw.
+    assert h.usage.peak_pids == 64 and h.breaches[1].observed == 64
+    assert [e for e, _ in audit] == ["limit.breach", "limit.breach"]
+    c.release(h)
+    assert "env-test/s" not in driver.dirs
+
+
+def test_close_keeps_a_cgroup_that_still_has_processes(made):
+    c, driver, _ = made()
+    c.after_init(handle("singleton"))
+    c.close()
+    assert "env-test/singleton" in driver.dirs and "env-test" in driver.dirs
+    assert (records_dir() / "env-test.json").exists()  # prune needs to know who made it
+
+
+def test_prune_takes_orphans_only(monkeypatch):
+    driver = FakeDriver()
+    monkeypatch.setattr(confine, "make_driver", lambda: driver)
+    records_dir().mkdir(parents=True)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    for env_id, pid in (("env-dead", dead.pid), ("env-live", os.getpid()), ("env-kept", dead.pid),
+                        ("env-gone", dead.pid)):
+        start = 0.0 if pid == dead.pid else psutil.Process(pid).create_time()
+        (records_dir() / f"{env_id}.json").write_text(json.dumps({"pid": pid, "ppid": 1, "start": round(start, 2)}))
+    for rel in ("env-dead", "env-dead/sb", "env-live", "env-live/sb", "env-kept", "env-kept/singleton"):
+        driver.make(rel)
+    driver.procs["env-kept/singleton"] = [99]  # a kept singleton still runs in there
+    removed = confine.prune_cgroups()
+    assert removed == ["env-dead/sb", "env-dead"]
+    assert {"env-live", "env-kept"} <= set(driver.dirs)
+    # The record of an environment whose cgroup is gone goes too; the others stay.
+    assert sorted(p.stem for p in records_dir().glob("*.json")) == ["env-kept", "env-live"]
+    assert "env-live/sb" in confine.prune_cgroups(include_live=True)
