@@ -13,7 +13,7 @@ import pytest
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, ResourceLimitExceeded
 from sandbox.confine import leftover_cgroups
-from sandbox.confine.cgroups import detect_version, make_driver
+from sandbox.confine.cgroups import detect_version, make_driver, subtree_name
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from podman_helpers import BUSYBOX, REPO, SERVICES, cleanroom_cli, containers_with_label  # noqa: E402
@@ -149,3 +149,29 @@ def test_io_weight_is_written_and_read_back_with_the_scheduler(tmp_path, podman_
     assert weight == 200 or isinstance(weight, str), limits
     if weight == 200:
         assert limits["io_schedulers"]  # which scheduler decides whether it matters
+
+
+ESCAPE = r"""
+me=$(grep ':memory:' /proc/self/cgroup | cut -d: -f3)
+echo $$ > /sys/fs/cgroup/memory/cgroup.procs 2>/dev/null && echo MOVED
+echo $$ > /sys/fs/cgroup/memory/cleanroom.cleanroom/cgroup.procs 2>/dev/null && echo MOVED
+echo -1 > /sys/fs/cgroup/memory$me/memory.limit_in_bytes 2>/dev/null && echo RAISED
+mkdir -p /tmp/m
+for flags in "-U -C -m" "-U -r -C -m"; do
+  unshare $flags sh -c 'mount -t cgroup -o memory none /tmp/m && echo -1 > /tmp/m/memory.limit_in_bytes \
+    && echo REMOUNTED' 2>/dev/null
+done
+grep ':memory:' /proc/self/cgroup
+python3 -c 'x = bytearray(200 << 20); print("survived")'
+"""
+
+
+def test_a_sandbox_cannot_leave_or_loosen_its_cgroup(tmp_path, podman_url):
+    # The sandbox's root is our uid outside, which owns the delegated subtree. What
+    # stops it: its cgroup mount is read-only (and shows the Podman service's old
+    # cgroup, not ours), and a nested user+cgroup namespace may not mount cgroupfs.
+    with env_for(tmp_path, podman_url, '[cleanroom.resource_limits.sandbox]\nmemory_bytes = "64MiB"\n') as env:
+        r = env.run(SERVICES, ["/bin/sh", "-c", ESCAPE])
+    assert not {"MOVED", "RAISED", "REMOUNTED", "survived"} & set(r.stdout.split()), r.stdout
+    assert r.stdout.split()[0].endswith(f":memory:/{subtree_name()}/{env.id}/{r.sandbox}"), r.stdout
+    assert r.oom_killed and [b.limit for b in r.breaches] == ["memory"]  # the limit still held
