@@ -205,6 +205,10 @@ class CgroupV1(CgroupDriver):
             v = _read_int(m / name)
             if v is not None:
                 out[key] = v
+        # With memory+swap limited too, it is often that counter which refuses the charge.
+        memsw_fail = _read_int(m / "memory.memsw.failcnt")
+        if memsw_fail:
+            out["memory_failcnt"] = out.get("memory_failcnt", 0) + memsw_fail
         out["oom_kills"] = _read_kv(m / "memory.oom_control").get("oom_kill", 0)
         p = self._dir("pids", rel)
         for name, key in (("pids.current", "pids"), ("pids.peak", "peak_pids"), ("pids.max", "pids_limit")):
@@ -307,7 +311,10 @@ class CgroupV2(CgroupDriver):
             v = _read_int(d / name)
             if v is not None:
                 out[key] = v
-        out["oom_kills"] = _read_kv(d / "memory.events").get("oom_kill", 0)
+        events = _read_kv(d / "memory.events")
+        out["oom_kills"] = events.get("oom_kill", 0)
+        if "max" in events:  # v2's count of charges refused at memory.max (v1: memory.failcnt)
+            out["memory_failcnt"] = events["max"]
         out["pids_limit_hits"] = _read_kv(d / "pids.events").get("max", 0)
         usage = _read_kv(d / "cpu.stat").get("usage_usec")
         if usage is not None:

@@ -175,3 +175,16 @@ def test_a_sandbox_cannot_leave_or_loosen_its_cgroup(tmp_path, podman_url):
     assert not {"MOVED", "RAISED", "REMOUNTED", "survived"} & set(r.stdout.split()), r.stdout
     assert r.stdout.split()[0].endswith(f":memory:/{subtree_name()}/{env.id}/{r.sandbox}"), r.stdout
     assert r.oom_killed and [b.limit for b in r.breaches] == ["memory"]  # the limit still held
+
+
+def test_the_environment_memory_budget_binds_its_sandboxes_and_is_named(tmp_path, podman_url):
+    toml = '[cleanroom.resource_limits]\nmax_memory_usage_bytes = "96MiB"\n'
+    with env_for(tmp_path, podman_url, toml) as env:
+        with pytest.raises(ResourceLimitExceeded) as info:
+            # The sandbox's own limit is far above the budget: the parent cgroup must hold it.
+            env.run(SERVICES, ["python3", "-c", "x = bytearray(200 << 20); print('survived')"],
+                    limits={"memory_bytes": 512 * MiB}, check=True)
+        err = info.value
+        assert err.limit == "memory" and err.limit_value == 96 * MiB
+        assert "environment's memory budget" in str(err) and err.observed <= 96 * MiB
+        assert env.check_resource_limits()["memory_bytes"]["limit"] == 96 * MiB

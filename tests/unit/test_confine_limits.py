@@ -182,3 +182,23 @@ def test_prune_takes_orphans_only(monkeypatch):
     # The record of an environment whose cgroup is gone goes too; the others stay.
     assert sorted(p.stem for p in records_dir().glob("*.json")) == ["env-kept", "env-live"]
     assert "env-live/sb" in confine.prune_cgroups(include_live=True)
+
+
+@pytest.mark.parametrize("failcnt, peak, expect", [
+    (3, 30 * MiB, ("sandbox's memory limit", 64 * MiB)),  # its own limit refused a charge
+    (0, 30 * MiB, ("environment's memory budget", 2048 * MiB)),  # only the parent's did
+    (None, 64 * MiB, ("sandbox's memory limit", 64 * MiB)),  # no counter: judged by the peak
+])
+def test_an_oom_kill_names_the_limit_that_ran_out(made, failcnt, peak, expect):
+    c, driver, _ = made()
+    h = handle("s", {"memory_bytes": 64 * MiB})
+    c.after_init(h)
+    usage = {"peak_memory": peak, "oom_kills": 1}
+    if failcnt is not None:
+        usage["memory_failcnt"] = failcnt
+    driver.usage["env-test/s"] = usage
+    driver.usage["env-test"] = {"peak_memory": 2048 * MiB}
+    c.after_exit(h)
+    (b,) = h.breaches
+    assert b.limit == "memory" and expect[0] in b.detail and b.limit_value == expect[1]
+    c.release(h)
