@@ -88,8 +88,13 @@ def leftover_cgroups(parent_pid: int) -> list[str]:
     out = []
     for env_id in driver.children():
         rec = owner_record(env_id)
-        if parent_pid in (rec.get("pid"), rec.get("ppid")):
-            out.append(env_id)
+        if parent_pid not in (rec.get("pid"), rec.get("ppid")):
+            continue
+        # A closed environment keeps its cgroup only while a singleton it started runs
+        # in it (kept for reuse on purpose); empty cgroups are the debris that counts.
+        if any(driver.tasks(f"{env_id}/{child}") for child in driver.children(env_id)):
+            continue
+        out.append(env_id)
     return out
 
 
