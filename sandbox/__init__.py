@@ -1,8 +1,11 @@
 """cleanroom: hermetic, policy-governed test sandboxes on rootless Podman."""
 
+import importlib
+
 from sandbox.errors import (
     CleanroomError,
     ContainerError,
+    ContainerNotFound,
     EngineUnavailable,
     NetworkPolicyViolation,
     PolicyError,
@@ -17,25 +20,21 @@ from loguru import logger as _logger
 
 _logger.disable("sandbox")
 
-_LAZY = {
-    "CleanroomConfig": ("sandbox.policy", "CleanroomConfig"),
-    "CleanroomEnvironment": ("sandbox.environment", "CleanroomEnvironment"),
-    "RunResult": ("sandbox.engine.results", "RunResult"),
-    "Usage": ("sandbox.engine.results", "Usage"),
-    "GenericContainer": ("sandbox.services", "GenericContainer"),
-    "PostgresContainer": ("sandbox.services", "PostgresContainer"),
-    "RedisContainer": ("sandbox.services", "RedisContainer"),
-    "TestOutcome": ("sandbox.services", "TestOutcome"),
+# Lazy so that `import sandbox` (e.g. by the pytest plugin) stays cheap.
+_LAZY_BY_MODULE = {
+    "sandbox.policy": ("CleanroomConfig",),
+    "sandbox.environment": ("CleanroomEnvironment",),
+    "sandbox.engine.results": ("RunResult", "Usage"),
+    "sandbox.services": ("GenericContainer", "PostgresContainer", "RedisContainer"),
+    "sandbox.services.wait": ("LogMatches", "PortOpen", "CommandSucceeds", "HttpOk", "AllOf"),
+    "sandbox.testing.execute": ("TestOutcome",),
 }
+_LAZY = {name: module for module, names in _LAZY_BY_MODULE.items() for name in names}
 
 
 def __getattr__(name: str):
-    # Lazy so that `import sandbox` (e.g. by the pytest plugin) stays cheap.
     if name in _LAZY:
-        import importlib
-
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'sandbox' has no attribute {name!r}")
 
 
@@ -48,8 +47,14 @@ __all__ = [
     "PostgresContainer",
     "RedisContainer",
     "TestOutcome",
+    "LogMatches",
+    "PortOpen",
+    "CommandSucceeds",
+    "HttpOk",
+    "AllOf",
     "CleanroomError",
     "ContainerError",
+    "ContainerNotFound",
     "EngineUnavailable",
     "NetworkPolicyViolation",
     "PolicyError",

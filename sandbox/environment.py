@@ -11,15 +11,23 @@ from typing import Any
 
 from loguru import logger
 
+from sandbox.audit import AuditLog
+from sandbox.audit.recent import RecentEvents
+from sandbox.confine import CgroupConfiner, confiners_for
 from sandbox.engine import cleanup
-from sandbox.engine.connection import Connection
-from sandbox.engine.lifecycle import SandboxRunner
+from sandbox.engine.launcher import ServiceLauncher
+from sandbox.engine.libpod import LibpodAPI
 from sandbox.engine.networks import EnvironmentNetwork
 from sandbox.engine.ownership import owner_labels
 from sandbox.engine.results import RunResult
+from sandbox.engine.runner import SandboxRunner
+from sandbox.engine.types import Confiner, NetworkAttachment
+from sandbox.environment_metrics import Metrics
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
 from sandbox.policy import CleanroomConfig
-from sandbox.services.environment_api import ServicesMixin
+from sandbox.redact import Redactor, install_log_redaction
+from sandbox.services.registry import ServiceRegistry
+from sandbox.testing.execute import TestExecutor, TestOutcome
 
 
 def default_audit_dir(config: CleanroomConfig) -> Path:
@@ -30,37 +38,31 @@ def default_audit_dir(config: CleanroomConfig) -> Path:
     return Path(state) / "cleanroom" / "audit"
 
 
-class CleanroomEnvironment(ServicesMixin):
+class CleanroomEnvironment:
     """A policy, a Podman connection, a redactor and an audit log, for one session.
 
     Use it as a context manager: everything it made is removed on exit, whether the
     block returned, raised, or the process got SIGTERM.
     """
 
-    def __init__(
-        self,
-        config: CleanroomConfig | None = None,
-        *,
-        url: str | None = None,
-        name: str | None = None,
-        audit_dir: str | os.PathLike[str] | None = None,
-        confine: bool = True,
-    ) -> None:
+    def __init__(self, config: CleanroomConfig | None = None, *, url: str | None = None, name: str | None = None,
+                 audit_dir: str | os.PathLike[str] | None = None, confine: bool = True) -> None:
         self.config = config if config is not None else CleanroomConfig.default()
         self.id = name or f"env-{uuid.uuid4().hex[:12]}"
         self._url = url
         self._audit_dir = Path(audit_dir) if audit_dir else default_audit_dir(self.config)
         self._confine = confine
         self._opened = False
-        self.connection: Connection | None = None
-        self.runner: SandboxRunner | None = None
-        self.network: EnvironmentNetwork | None = None
-        self.redactor: Any = None
-        self.audit_log: Any = None
-        self.audit_path: Path | None = None
-        self._metrics: dict[str, list[float]] = {}
-        self._closers: list[Callable[[], None]] = []
-        self._init_services()
+        self._redactor = Redactor.from_policy(self.config.security_policy)
+        self._events = RecentEvents(self._redactor.redact)
+        self._metrics = Metrics()
+        self._api: LibpodAPI | None = None
+        self._audit_log: AuditLog | None = None
+        self._confiners: list[Confiner] = []
+        self._runner: SandboxRunner | None = None
+        self._network: EnvironmentNetwork | None = None
+        self._services: ServiceRegistry | None = None
+        self._tests = TestExecutor(self._events, self._audit, self._redactor.redact, self.record_metric)
 
     # -- lifecycle ----------------------------------------------------------------
     def open(self) -> CleanroomEnvironment:
@@ -75,71 +77,51 @@ class CleanroomEnvironment(ServicesMixin):
             raise
 
     def _open(self) -> CleanroomEnvironment:
-        from sandbox.audit import AuditLog
-        from sandbox.redact import Redactor, install_log_redaction
-
-        self.redactor = Redactor.from_policy(self.config.security_policy)
         install_log_redaction()
-        self.connection = Connection(self._url)
+        self._api = LibpodAPI(self._url, redact=self._redactor.redact)
         if self.config.security_policy.enable_audit_logging:
             self._audit_dir.mkdir(parents=True, exist_ok=True)
-            self.audit_log = AuditLog.for_policy(
-                self.config.security_policy, self._audit_dir, self.id, self.redactor
-            )
-            self.audit_path = Path(self.audit_log.path)
-        confiners = self._make_confiners() if self._confine else []
-        self.network = EnvironmentNetwork(self.connection, self.id, owner_labels(self.id, "network"))
-        self.runner = SandboxRunner(
-            self.connection,
-            self.config,
-            environment_id=self.id,
-            redactor=self.redactor,
-            audit=self._audit,
-            confiners=confiners,
-            labels=lambda kind, name: owner_labels(self.id, kind, name),
-        )
+            self._audit_log = AuditLog.for_policy(self.config.security_policy, self._audit_dir, self.id,
+                                                  self._redactor)
+        if self._confine:
+            self._confiners = confiners_for(self.config, self.id, self._audit)
+        self._network = EnvironmentNetwork(self._api, self.id, owner_labels(self.id, "network"))
+        self._runner = SandboxRunner(self._api, self.config, environment_id=self.id, redactor=self._redactor,
+                                     audit=self._audit, confiners=self._confiners,
+                                     labels=lambda kind, name: owner_labels(self.id, kind, name))
+        self._services = ServiceRegistry(ServiceLauncher(self._runner, self._network, self.add_secret),
+                                         self.record_metric)
         self._opened = True
         self._audit("environment.opened", "Minimal", environment=self.id,
                     policy_file=self.config.source_file, policy_env=self.config.environment)
         self._audit("policy.applied", "Medium", digest=self.config.digest())
-        logger.info("environment opened", environment=self.id, engine=self.connection.url)
+        logger.info("environment opened", environment=self.id, engine=self._api.url)
         return self
-
-    def _make_confiners(self) -> list[Any]:
-        try:
-            from sandbox.confine import confiners_for
-        except ImportError:
-            return []
-        made = confiners_for(self)
-        for c in made:
-            closer = getattr(c, "close", None)
-            if closer is not None:
-                self._closers.append(closer)
-        return made
 
     def close(self) -> None:
         if not self._opened:
             return
         self._opened = False
+        self._tests.close()
         # Containers first: their cgroups can only go once no process is left in them.
-        self._close_services()
+        if self._services is not None:
+            self._services.close()
         cleanup.run_all(owner=self.id)
-        if self.network is not None:
+        if self._network is not None:
             # Reused singletons stay running for the next run: detach them, then the
             # network goes (never forced: force would remove them too).
-            self.network.remove(keep=[c.service.id for c in self._services.values()
-                                      if c.service is not None and not c.service.removed])
-        for closer in reversed(self._closers):
+            self._network.remove(keep=self._services.kept_ids() if self._services is not None else [])
+        for confiner in reversed(self._confiners):
             try:
-                closer()
+                confiner.close()
             except Exception as exc:
                 logger.warning("environment cleanup step failed", error=str(exc))
-        self._closers.clear()
+        self._confiners = []
         self._audit("environment.closed", "Minimal", environment=self.id)
-        if self.audit_log is not None:
-            self.audit_log.close()
-        if self.connection is not None:
-            self.connection.close()
+        if self._audit_log is not None:
+            self._audit_log.close()
+        if self._api is not None:
+            self._api.close()
         logger.info("environment closed", environment=self.id)
 
     def __enter__(self) -> CleanroomEnvironment:
@@ -148,37 +130,37 @@ class CleanroomEnvironment(ServicesMixin):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- helpers ------------------------------------------------------------------
+    # -- what it is made of ----------------------------------------------------------
+    @property
+    def audit_path(self) -> Path | None:
+        """The audit log file, or None when audit logging is off."""
+        return Path(self._audit_log.path) if self._audit_log is not None else None
+
+    @property
+    def services(self) -> ServiceRegistry:
+        self._require_open()
+        assert self._services is not None
+        return self._services
+
     def _audit(self, event: str, min_level: str = "Minimal", **data: Any) -> None:
-        self._remember(event, data)
-        if self.audit_log is not None:
-            self.audit_log.record(event, min_level, **data)
+        self._events.remember(event, data)
+        if self._audit_log is not None:
+            self._audit_log.record(event, min_level, **data)
 
     def _require_open(self) -> SandboxRunner:
-        if self.runner is None or not self._opened:
+        if self._runner is None or not self._opened:
             raise CleanroomError("the environment is not open: use `with CleanroomEnvironment(config) as env:`")
-        return self.runner
+        return self._runner
 
     def add_secret(self, value: str, name: str = "secret") -> None:
         """Mask this exact value (and its common encodings) in everything cleanroom emits."""
-        if self.redactor is None:
-            self.open()
-        self.redactor.add_secret(value, name)
+        self._redactor.add_secret(value, name)
 
     # -- sandboxes ----------------------------------------------------------------
-    def run(
-        self,
-        image: str,
-        command: list[str],
-        *,
-        env: dict[str, str] | None = None,
-        timeout: float | None = None,
-        on_stdout: Callable[[str], None] | None = None,
-        on_stderr: Callable[[str], None] | None = None,
-        limits: dict[str, Any] | None = None,
-        check: bool = False,
-        network: str | None = None,
-    ) -> RunResult:
+    def run(self, image: str, command: list[str], *, env: dict[str, str] | None = None,
+            timeout: float | None = None, on_stdout: Callable[[str], None] | None = None,
+            on_stderr: Callable[[str], None] | None = None, limits: dict[str, Any] | None = None,
+            check: bool = False, network: str | None = None) -> RunResult:
         """Run ``command`` in one confined sandbox and return its redacted result.
 
         ``check=True`` raises ``ResourceLimitExceeded`` when a limit was hit.
@@ -187,9 +169,9 @@ class CleanroomEnvironment(ServicesMixin):
         name (the policy's blocked routes still apply inside).
         """
         runner = self._require_open()
-        net = (self.network.ensure(), []) if network == "env" else network
-        result = runner.run(image, command, env=env, timeout=timeout, on_stdout=on_stdout,
-                            on_stderr=on_stderr, limits=limits, network=net)
+        net = NetworkAttachment(self._network.ensure()) if network == "env" else network
+        request = runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}), network=net)
+        result = runner.run(request, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
         self.record_metric("sandbox.duration_seconds", result.duration_seconds)
         if result.usage.peak_memory_bytes is not None:
             self.record_metric("sandbox.peak_memory_bytes", result.usage.peak_memory_bytes)
@@ -200,36 +182,57 @@ class CleanroomEnvironment(ServicesMixin):
             raise ResourceLimitExceeded(b.limit, b.limit_value, b.observed, result.sandbox, b.detail)
         return result
 
+    # -- services and tests ------------------------------------------------------------
+    def get_or_create_container(self, name: str, factory: Callable[[], Any]) -> Any:
+        """Create once and reuse: a ready, healthy service container named ``name``.
+
+        With ``enable_singleton_containers`` the container is shared by every test,
+        xdist worker and later run on this host; otherwise each call makes its own,
+        removed when the environment closes.
+        """
+        return self.services.get_or_create(name, factory)
+
+    def execute_test(self, name: str, fn: Callable[[], Any], timeout: float | None = None) -> TestOutcome:
+        """Run ``fn`` as a named test under the policy's test_execution_timeout.
+
+        Safe to call from many threads at once. A timeout gives verdict "timeout"
+        (the function's thread cannot be killed; it is left to finish on its own).
+        """
+        self._require_open()
+        return self._tests.run(name, fn, float(timeout if timeout is not None else self.config.test_execution_timeout))
+
+    def get_logs(self) -> list[str]:
+        """The environment's event log, redacted, oldest first."""
+        return self._events.lines()
+
+    def get_security_events(self) -> list[dict[str, Any]]:
+        """Limit breaches, network refusals and redaction counts recorded so far (redacted)."""
+        return self._events.security()
+
     # -- metrics ------------------------------------------------------------------
     def record_metric(self, name: str, value: float) -> None:
-        self._metrics.setdefault(name, []).append(float(value))
+        self._metrics.record(name, value)
 
-    def _cgroups(self) -> Any:
-        if self.runner is None:
-            return None
-        return next((c for c in self.runner.confiners if hasattr(c, "report")), None)
+    def _budget_report(self) -> dict[str, Any] | None:
+        cg = next((c for c in self._confiners if isinstance(c, CgroupConfiner)), None)
+        return cg.report() if cg is not None else None
 
     def get_metrics(self) -> dict[str, Any]:
         """Recorded metrics plus the environment's resource peaks."""
-        custom: dict[str, Any] = {}
-        for name, values in self._metrics.items():
-            custom[name] = {"count": len(values), "last": values[-1], "max": max(values), "sum": sum(values)}
         usage: dict[str, Any] = {"peak_cpu_usage_percent": None, "peak_memory_usage_bytes": None}
-        cg = self._cgroups()
-        if cg is not None:
-            report = cg.report()
+        report = self._budget_report()
+        if report is not None:
             usage = {"peak_cpu_usage_percent": report["cpu_percent"]["peak"],
                      "peak_memory_usage_bytes": report["memory_bytes"]["peak"],
                      "cpu_seconds": report["cpu_seconds"]}
-        return {"resource_usage": usage, "custom": custom, "timestamp": time.time()}
+        return {"resource_usage": usage, "custom": self._metrics.summary(), "timestamp": time.time()}
 
     def check_resource_limits(self) -> dict[str, Any]:
         """Current use against each budget; raises ResourceLimitExceeded when one is over."""
         self._require_open()
-        cg = self._cgroups()
-        if cg is None:
+        report = self._budget_report()
+        if report is None:
             raise CleanroomError("resource limits are not enforced in this environment (no cgroup confiner)")
-        report = cg.report()
         checks = (("containers", report["containers"]["used"], report["containers"]["limit"]),
                   ("memory", report["memory_bytes"]["used"], report["memory_bytes"]["limit"]))
         for limit, used, allowed in checks:

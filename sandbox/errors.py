@@ -47,14 +47,9 @@ class PolicyError(CleanroomError):
 class ContainerError(CleanroomError):
     """A sandbox failed to be created, started, or exited unexpectedly."""
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        sandbox: str | None = None,
-        exit_code: int | None = None,
-        last_output: str = "",
-    ) -> None:
+    def __init__(self, message: str, *, sandbox: str | None = None, exit_code: int | None = None,
+                 last_output: str = "") -> None:
+        self.reason = message
         self.sandbox = sandbox
         self.exit_code = exit_code
         self.last_output = last_output
@@ -68,17 +63,15 @@ class ContainerError(CleanroomError):
         super().__init__(text)
 
 
+class ContainerNotFound(ContainerError):
+    """The container (or network) a call named does not exist (any more)."""
+
+
 class ResourceLimitExceeded(CleanroomError):
     """A sandbox (or the environment) went over a limit its policy sets."""
 
-    def __init__(
-        self,
-        limit: str,
-        limit_value: float | int | None,
-        observed: float | int | None,
-        sandbox: str | None = None,
-        detail: str = "",
-    ) -> None:
+    def __init__(self, limit: str, limit_value: float | int | None, observed: float | int | None,
+                 sandbox: str | None = None, detail: str = "") -> None:
         self.limit = limit
         self.limit_value = limit_value
         self.observed = observed
@@ -126,6 +119,7 @@ __all__ = [
     "CleanroomError",
     "PolicyError",
     "ContainerError",
+    "ContainerNotFound",
     "ResourceLimitExceeded",
     "NetworkPolicyViolation",
     "TimeoutExceeded",

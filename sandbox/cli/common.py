@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
-from pathlib import Path
 from typing import NoReturn
 
 import click
+
+from sandbox.errors import PolicyError
+from sandbox.policy.resolve import effective_config
 
 # Exit codes follow podman's: 125 the engine failed, 126/127 the command could not
 # run; 124 is the conventional timeout code; 2 is a usage/policy error.
@@ -36,17 +37,7 @@ def policy_options(fn):
 
 def load_config(policy: str | None, env: str | None):
     """The effective policy, or exit 2 with the PolicyError's message."""
-    from sandbox.errors import PolicyError
-    from sandbox.policy import CleanroomConfig
-
-    env = env or os.environ.get("CLEANROOM_ENV") or None
     try:
-        if policy:
-            return CleanroomConfig.from_file(policy, env=env)
-        if Path("cleanroom.toml").is_file():
-            return CleanroomConfig.from_file("cleanroom.toml", env=env)
-        if env:
-            raise PolicyError(f"--env {env} given but no policy file (pass --policy FILE)")
-        return CleanroomConfig.default()
+        return effective_config(policy, env)
     except PolicyError as exc:
         die(str(exc), EXIT_POLICY)

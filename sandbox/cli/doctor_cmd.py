@@ -9,6 +9,11 @@ from pathlib import Path
 import click
 import msgspec
 
+from sandbox.confine import cgroup_driver_name
+from sandbox.confine.cgroups import make_driver
+from sandbox.engine.libpod import LibpodAPI
+from sandbox.errors import EngineUnavailable
+
 IMAGES = ("localhost/cleanroom/busybox:latest", "localhost/cleanroom/services:bookworm")
 
 
@@ -19,56 +24,37 @@ class Check(msgspec.Struct):
     fix: str = ""
 
 
-def _cgroup_checks(user: str) -> list[Check]:
-    root = Path("/sys/fs/cgroup")
-    if (root / "cgroup.controllers").is_file():
-        version = "v2"
-        sub = root / f"cleanroom.{user}"
-        delegated = sub.is_dir() and os.access(sub, os.W_OK)
-        where = str(sub)
-    elif (root / "memory").is_dir():
-        version = "v1 (hybrid)" if (root / "unified").is_dir() else "v1"
-        subs = [root / c / f"cleanroom.{user}" for c in ("memory", "pids", "cpu", "cpuacct")]
-        delegated = all(s.is_dir() and os.access(s, os.W_OK) for s in subs)
-        where = ", ".join(str(s) for s in subs)
-    else:
+def _cgroup_checks() -> list[Check]:
+    driver = make_driver()
+    if driver is None:
         return [Check("cgroups", False, "no cgroup filesystem found", "mount cgroupfs")]
-    driver = "none"
-    try:
-        from sandbox.confine import cgroup_driver_name
-
-        driver = cgroup_driver_name()
-    except ImportError:
-        pass
+    delegated = driver.available()
     return [
-        Check("cgroup version", True, version),
+        Check("cgroup version", True, driver.version),
         Check("cgroup delegation", delegated,
-              f"{'writable' if delegated else 'missing or not writable'}: {where}; driver: {driver}",
+              f"{'writable' if delegated else 'missing or not writable'}: {driver.location()}; "
+              f"driver: {cgroup_driver_name()}",
               "" if delegated else "run scripts/setup-host.sh as root (it delegates cleanroom.<user>)"),
     ]
 
 
 def collect(url: str | None) -> list[Check]:
-    from sandbox.engine.connection import Connection
-    from sandbox.errors import EngineUnavailable
-
     user = getpass.getuser()
     checks: list[Check] = []
     try:
-        conn = Connection(url)
+        api = LibpodAPI(url)
     except EngineUnavailable as exc:
         checks.append(Check("podman service", False, str(exc).splitlines()[0] + " " +
                             "; ".join(t for t, _ in exc.tried), exc.fix))
-        conn = None
-    if conn is not None:
+        api = None
+    if api is not None:
         try:
-            api = conn.client().api
-            info = conn.api().get("/info").json()
+            info = api.info()
             version = (info.get("version") or {}).get("Version", "?")
             host = info.get("host") or {}
             sec = host.get("security") or {}
             runtime = (host.get("ociRuntime") or {}).get("name", "?")
-            checks.append(Check("podman service", True, f"{conn.url} (Podman {version})"))
+            checks.append(Check("podman service", True, f"{api.url} (Podman {version})"))
             rootless = bool(sec.get("rootless"))
             checks.append(Check("rootless", rootless, "yes" if rootless else "no: the service runs as root",
                                 "" if rootless else "run the API service as an unprivileged user"))
@@ -77,14 +63,14 @@ def collect(url: str | None) -> list[Check]:
                                 "set [engine] runtime = \"runc\" in ~/.config/containers/containers.conf"
                                 if crun_bad else ""))
             for image in IMAGES:
-                present = api.get(f"/images/{image}/exists").status_code == 204
+                present = api.image_exists(image)
                 checks.append(Check(f"image {image}", present, "present" if present else "missing",
                                     "" if present else "cleanroom images build (or make images)"))
         except Exception as exc:  # doctor must report, not crash
             checks.append(Check("podman info", False, f"{type(exc).__name__}: {exc}", "check the service log"))
         finally:
-            conn.close()
-    checks.extend(_cgroup_checks(user))
+            api.close()
+    checks.extend(_cgroup_checks())
     tun = Path("/dev/net/tun")
     tun_ok = tun.exists() and os.access(tun, os.R_OK | os.W_OK)
     checks.append(Check("/dev/net/tun", tun_ok, "usable" if tun_ok else "not usable by this user",

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
+from loguru import logger
 
+from sandbox.cli.audit_cmd import audit_group
 from sandbox.cli.common import EXIT_ENGINE, EXIT_POLICY, die, load_config, policy_options
+from sandbox.cli.doctor_cmd import doctor_main
+from sandbox.cli.images_cmd import build_main
+from sandbox.cli.policy_cmd import policy_group
+from sandbox.cli.prune_cmd import prune_main
+from sandbox.cli.run_cmd import run_main
+from sandbox.cli.serve_cmd import serve_command
+from sandbox.cli.test_cmd import test_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,7 +39,6 @@ def run(policy, env, env_vars, secrets, timeout, as_json, image, command) -> Non
 
     Example: cleanroom run --policy policies/strict.toml IMAGE -- /bin/sh -c 'echo hi'
     """
-    from sandbox.cli.run_cmd import run_main
 
     command = list(command)
     if command and command[0] == "--":  # options end at IMAGE, so click keeps the separator
@@ -44,7 +53,6 @@ def run(policy, env, env_vars, secrets, timeout, as_json, image, command) -> Non
 @click.option("--url", default=None, help="Podman API URL (default: discovered).")
 def doctor(as_json: bool, url: str | None) -> None:
     """What this host supports, and how to fix what it lacks."""
-    from sandbox.cli.doctor_cmd import doctor_main
 
     sys.exit(doctor_main(as_json, url))
 
@@ -55,7 +63,6 @@ def doctor(as_json: bool, url: str | None) -> None:
 @click.option("--all", "remove_all", is_flag=True, help="Also remove sandboxes whose owner still runs.")
 def prune(as_json: bool, url: str | None, remove_all: bool) -> None:
     """Remove what crashed runs left: sandboxes, cgroups, networks."""
-    from sandbox.cli.prune_cmd import prune_main
 
     sys.exit(prune_main(as_json, url, remove_all))
 
@@ -70,36 +77,15 @@ def images() -> None:
 @click.argument("names", nargs=-1)
 def images_build(force: bool, names: tuple[str, ...]) -> None:
     """Build localhost/cleanroom/busybox and localhost/cleanroom/services."""
-    from sandbox.cli.images_cmd import build_main
 
     sys.exit(build_main(force, list(names)))
 
 
-def _add_optional_groups() -> None:
-    # Each group lives in its own module; a missing one must not break the others.
-    for module, attr in (
-        ("sandbox.cli.policy_cmd", "policy_group"),
-        ("sandbox.cli.audit_cmd", "audit_group"),
-        ("sandbox.cli.test_cmd", "test_command"),
-        ("sandbox.cli.serve_cmd", "serve_command"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        cli.add_command(getattr(mod, attr))
-
-
-_add_optional_groups()
+for _command in (policy_group, audit_group, test_command, serve_command):
+    cli.add_command(_command)
 
 
 def main() -> None:
-    import os
-
-    from loguru import logger
-
     # The library is silent by default; the command shows warnings and errors, and
     # CLEANROOM_LOG_LEVEL=DEBUG shows everything (redacted, like all output).
     logger.remove()

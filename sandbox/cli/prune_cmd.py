@@ -6,12 +6,11 @@ import click
 import msgspec
 
 from sandbox.cli.common import EXIT_ENGINE, die
+from sandbox.engine.prune import prune
+from sandbox.errors import EngineUnavailable
 
 
 def prune_main(as_json: bool, url: str | None, remove_all: bool) -> int:
-    from sandbox.engine.prune import prune
-    from sandbox.errors import EngineUnavailable
-
     try:
         report = prune(url=url, include_live=remove_all)
     except EngineUnavailable as exc:

@@ -9,6 +9,8 @@ import click
 import msgspec
 
 from sandbox.cli.common import EXIT_ENGINE, EXIT_POLICY, EXIT_TIMEOUT, die, load_config
+from sandbox.environment import CleanroomEnvironment
+from sandbox.errors import CleanroomError, EngineUnavailable, NetworkPolicyViolation, PolicyError, TimeoutExceeded
 
 
 def _parse_env_vars(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -59,9 +61,6 @@ def _summary(result, audit_path) -> str:
 
 
 def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command) -> int:
-    from sandbox.environment import CleanroomEnvironment
-    from sandbox.errors import CleanroomError, EngineUnavailable, NetworkPolicyViolation, PolicyError, TimeoutExceeded
-
     config = load_config(policy, env)
     sandbox_env = _parse_env_vars(env_vars)
     secret_values = {}

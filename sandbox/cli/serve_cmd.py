@@ -12,17 +12,18 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import click
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sandbox.cli.common import EXIT_ENGINE, die
+from sandbox.engine.libpod import LibpodAPI
+from sandbox.engine.ownership import LABEL_KIND, LABEL_MANAGED, owner_alive
+from sandbox.errors import EngineUnavailable
 
 
 def _collector(url: str | None):
-    from prometheus_client.core import GaugeMetricFamily
-
-    from sandbox.engine.connection import Connection
-    from sandbox.engine.ownership import LABEL_KIND, LABEL_MANAGED, owner_alive
-
-    conn = Connection(url)
+    api = LibpodAPI(url)
 
     class Collector:
         def collect(self):
@@ -31,9 +32,7 @@ def _collector(url: str | None):
                                         labels=["kind", "state"])
             orphans = GaugeMetricFamily("cleanroom_orphans", "containers whose owning process is gone")
             try:
-                api = conn.api()
-                filters = json.dumps({"label": [f"{LABEL_MANAGED}=true"]})
-                items = api.get("/containers/json", params={"all": True, "filters": filters}).json() or []
+                items = api.list_containers(labels=[f"{LABEL_MANAGED}=true"])
                 up.add_metric([], 1)
             except Exception:
                 items = []
@@ -41,10 +40,9 @@ def _collector(url: str | None):
             counts: dict[tuple[str, str], int] = {}
             dead = 0
             for c in items:
-                labels = c.get("Labels") or {}
-                key = (labels.get(LABEL_KIND, "unknown"), c.get("State", "unknown"))
+                key = (c.labels.get(LABEL_KIND, "unknown"), c.state or "unknown")
                 counts[key] = counts.get(key, 0) + 1
-                dead += 0 if owner_alive(labels) else 1
+                dead += 0 if owner_alive(c.labels) else 1
             for (kind, state), n in counts.items():
                 by_kind.add_metric([kind, state], n)
             orphans.add_metric([], dead)
@@ -52,7 +50,7 @@ def _collector(url: str | None):
             yield by_kind
             yield orphans
 
-    return conn, Collector()
+    return api, Collector()
 
 
 @click.command("serve")
@@ -61,13 +59,9 @@ def _collector(url: str | None):
 @click.option("--url", default=None, help="Podman API URL (default: discovered).")
 def serve_command(host: str, port: int, url: str | None) -> None:
     """Serve /healthz and /metrics (Prometheus) for this host's sandboxes."""
-    from prometheus_client import CollectorRegistry, generate_latest
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST
-
-    from sandbox.errors import EngineUnavailable
 
     try:
-        conn, collector = _collector(url)
+        api, collector = _collector(url)
     except EngineUnavailable as exc:
         die(str(exc), EXIT_ENGINE)
     registry = CollectorRegistry()
@@ -80,10 +74,10 @@ def serve_command(host: str, port: int, url: str | None) -> None:
                 body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
             elif self.path == "/healthz":
                 try:
-                    ok = conn.client().ping()
+                    ok = api.ping()
                 except Exception:
                     ok = False
-                body = json.dumps({"ok": ok, "engine": conn.url, "uptime_seconds": round(time.time() - started, 1)})
+                body = json.dumps({"ok": ok, "engine": api.url, "uptime_seconds": round(time.time() - started, 1)})
                 body, ctype, code = body.encode(), "application/json", 200 if ok else 503
             else:
                 body, ctype, code = b"not found\n", "text/plain", 404
@@ -105,4 +99,4 @@ def serve_command(host: str, port: int, url: str | None) -> None:
         pass
     finally:
         server.server_close()
-        conn.close()
+        api.close()

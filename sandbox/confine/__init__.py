@@ -8,6 +8,9 @@ from loguru import logger
 
 from sandbox.confine.cgroups import CgroupError, detect_version, make_driver
 from sandbox.confine.limits import CgroupConfiner, owner_alive, owner_record, prune_records
+from sandbox.confine.netns import NetworkConfiner
+from sandbox.engine.types import AuditFn, Confiner
+from sandbox.errors import CleanroomError
 
 
 def cgroup_driver_name() -> str:
@@ -19,31 +22,26 @@ def cgroup_driver_name() -> str:
     return f"{driver.version} (delegated subtree)"
 
 
-def confiners_for(env: Any) -> list[Any]:
+def confiners_for(config: Any, environment_id: str, audit: AuditFn) -> list[Confiner]:
     """The confiners an environment runs its sandboxes through.
 
     Without a delegated cgroup subtree the limits cannot be enforced: that is an
     error, not a silent downgrade, unless the policy turns resource monitoring off.
+    Network rules always apply; their modules are imported above, so a broken
+    install fails here loudly instead of running sandboxes without them.
     """
-    from sandbox.errors import CleanroomError
-
-    out: list[Any] = []
+    out: list[Confiner] = []
     driver = make_driver()
     if driver is not None and driver.available():
-        out.append(CgroupConfiner(env, driver))
-    elif env.config.resource_limits.enable_resource_monitoring:
+        out.append(CgroupConfiner(config, driver, environment_id=environment_id, audit=audit))
+    elif config.resource_limits.enable_resource_monitoring:
         raise CleanroomError(
             f"cgroup limits cannot be enforced on this host ({cgroup_driver_name()}); "
             "run scripts/setup-host.sh as root, or set enable_resource_monitoring = false"
         )
     else:
         logger.warning("cgroup limits not enforced: no delegated subtree", driver=cgroup_driver_name())
-    try:
-        from sandbox.confine.netns import NetworkConfiner
-    except ImportError:
-        pass
-    else:
-        out.append(NetworkConfiner(env))
+    out.append(NetworkConfiner(config))
     return out
 
 

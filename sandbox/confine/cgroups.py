@@ -44,6 +44,8 @@ class CgroupDriver:
 
     version = "none"
 
+    def location(self) -> str: ...  # where the delegated subtree is, for messages
+
     def available(self) -> bool:  # pragma: no cover - interface
         raise NotImplementedError
 
@@ -107,6 +109,9 @@ class CgroupV1(CgroupDriver):
 
     def available(self) -> bool:
         return all(os.access(self._dir(c), os.W_OK) for c in ("memory", "pids", "cpu", "cpuacct"))
+
+    def location(self) -> str:
+        return ", ".join(str(self._dir(c)) for c in ("memory", "pids", "cpu", "cpuacct"))
 
     def _node(self, controller: str, rel: str) -> Node:
         node = self._nodes[controller]
@@ -255,6 +260,9 @@ class CgroupV2(CgroupDriver):
 
     def available(self) -> bool:
         return self.base.is_dir() and os.access(self.base, os.W_OK)
+
+    def location(self) -> str:
+        return str(self.base)
 
     def make(self, rel: str) -> None:
         d = self.base

@@ -19,7 +19,7 @@ import psutil
 from loguru import logger
 
 from sandbox.confine.cgroups import CgroupDriver, CgroupError
-from sandbox.engine.results import LimitBreach
+from sandbox.engine.types import AuditFn, ConfinerBase, CreateRequest, LimitBreach, SandboxHandle
 from sandbox.errors import ContainerError, ResourceLimitExceeded
 
 _SAMPLE_FLOOR = 0.1  # seconds; finer sampling costs more than it tells
@@ -76,7 +76,7 @@ def prune_records(live_env_ids: set[str]) -> list[str]:
 
 
 class _Tracked:
-    def __init__(self, handle: Any, rel: str, limits: dict[str, Any]) -> None:
+    def __init__(self, handle: SandboxHandle, rel: str, limits: dict[str, Any]) -> None:
         self.handle = handle
         self.rel = rel
         self.limits = limits
@@ -84,12 +84,12 @@ class _Tracked:
         self.peak_memory = 0
 
 
-class CgroupConfiner:
-    def __init__(self, env: Any, driver: CgroupDriver) -> None:
-        self.env = env
+class CgroupConfiner(ConfinerBase):
+    def __init__(self, config: Any, driver: CgroupDriver, *, environment_id: str, audit: AuditFn) -> None:
         self.driver = driver
-        self.config = env.config
-        self.env_rel = env.id
+        self.config = config
+        self.env_rel = environment_id
+        self._audit = audit
         self._lock = threading.Lock()
         self._live: dict[str, _Tracked] = {}
         self._pending: set[str] = set()  # names reserved by before_create, not yet initialised
@@ -98,7 +98,7 @@ class CgroupConfiner:
         self._stop = threading.Event()
         rl = self.config.resource_limits
         driver.make(self.env_rel)
-        write_owner_record(env.id)
+        write_owner_record(environment_id)
         self.budget = driver.set_limits(
             self.env_rel,
             memory=rl.max_memory_usage_bytes,
@@ -110,20 +110,20 @@ class CgroupConfiner:
         self._sampler.start()
 
     # -- engine hooks ---------------------------------------------------------------
-    def before_create(self, request: dict[str, Any]) -> None:
+    def before_create(self, request: CreateRequest) -> None:
         limit = self.config.resource_limits.max_container_count
         with self._lock:
             in_use = len(self._live) + len(self._pending)
             if in_use >= limit:
-                raise ResourceLimitExceeded("containers", limit, in_use + 1, request.get("name"),
+                raise ResourceLimitExceeded("containers", limit, in_use + 1, request.name,
                                             "max_container_count reached; the sandbox was not created")
-            self._pending.add(request["name"])
+            self._pending.add(request.name)
 
-    def create_failed(self, request: dict[str, Any]) -> None:
+    def create_failed(self, request: CreateRequest) -> None:
         with self._lock:
-            self._pending.discard(request["name"])
+            self._pending.discard(request.name)
 
-    def _limits_for(self, handle: Any) -> dict[str, Any]:
+    def _limits_for(self, handle: SandboxHandle) -> dict[str, Any]:
         sb = self.config.resource_limits.sandbox
         merged = {
             "memory_bytes": sb.memory_bytes, "memory_swap_bytes": sb.memory_swap_bytes,
@@ -136,7 +136,7 @@ class CgroupConfiner:
         merged.update({k: v for k, v in handle.limits.items()})
         return merged
 
-    def after_init(self, handle: Any) -> None:
+    def after_init(self, handle: SandboxHandle) -> None:
         with self._lock:
             self._pending.discard(handle.name)
         limits = self._limits_for(handle)
@@ -163,14 +163,14 @@ class CgroupConfiner:
         with self._lock:
             self._live[handle.id] = _Tracked(handle, rel, limits)
 
-    def after_exit(self, handle: Any) -> None:
+    def after_exit(self, handle: SandboxHandle) -> None:
         with self._lock:
             tracked = self._live.get(handle.id)
         if tracked is None:
             return
         self._fill_usage(tracked, final=True)
 
-    def release(self, handle: Any) -> None:
+    def release(self, handle: SandboxHandle) -> None:
         with self._lock:
             tracked = self._live.pop(handle.id, None)
         if tracked is None:
@@ -197,7 +197,7 @@ class CgroupConfiner:
             return
         try:
             self.driver.remove(self.env_rel)
-            (records_dir() / f"{self.env.id}.json").unlink(missing_ok=True)
+            (records_dir() / f"{self.env_rel}.json").unlink(missing_ok=True)
         except CgroupError as exc:
             logger.warning("environment cgroup left behind (prune removes it)", error=str(exc))
 
@@ -225,7 +225,7 @@ class CgroupConfiner:
                 limit="pids", limit_value=t.limits["pids_limit"], observed=u.peak_pids,
                 detail=f"{u.pids_limit_hits} fork(s) refused at pids.max"))
         for b in t.handle.breaches:
-            self.env._audit("limit.breach", "High", sandbox=t.handle.name, limit=b.limit,
+            self._audit("limit.breach", "High", sandbox=t.handle.name, limit=b.limit,
                             limit_value=b.limit_value, observed=b.observed, detail=b.detail)
 
     def _memory_breach(self, t: _Tracked, kills: int, own_failcnt: int | None) -> LimitBreach:

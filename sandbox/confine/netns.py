@@ -20,7 +20,9 @@ from typing import Any
 
 from pyroute2 import IPRoute  # imported before any fork: never import in the child
 
+from sandbox.engine.types import ConfinerBase, SandboxHandle
 from sandbox.errors import ContainerError
+from sandbox.policy import effective_isolation
 
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
@@ -202,15 +204,15 @@ def rule_problems(routes: list[dict[str, Any]], blocked: list[str], allowlist: b
     return problems
 
 
-class NetworkConfiner:
+class NetworkConfiner(ConfinerBase):
     """Applies the policy's network rules to each sandbox between init and start."""
 
-    def __init__(self, env: Any) -> None:
-        self.config = env.config
+    def __init__(self, config: Any) -> None:
+        self.config = config
 
-    def after_init(self, handle: Any) -> None:
+    def after_init(self, handle: SandboxHandle) -> None:
         sp = self.config.security_policy
-        mode = getattr(handle, "network_mode", "none")
+        mode = handle.network_mode
         try:
             if mode == "none":
                 names = interfaces(handle.pid)
@@ -219,8 +221,6 @@ class NetworkConfiner:
                                          sandbox=handle.name)
                 handle.facts["network"] = {"mode": "none", "interfaces": names}
                 return
-            from sandbox.policy import effective_isolation
-
             allow = list(sp.allowed_addresses) if effective_isolation(sp).network_mode == "allowlist" else None
             rate = self.config.resource_limits.max_network_bandwidth_bytes_per_sec
             facts = run_in_netns(handle.pid, _apply, list(sp.blocked_addresses), allow, rate)

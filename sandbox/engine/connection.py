@@ -8,7 +8,6 @@ rootless socket under ``$XDG_RUNTIME_DIR``, then the socket recorded by
 from __future__ import annotations
 
 import os
-import threading
 from pathlib import Path
 
 from loguru import logger
@@ -86,68 +85,3 @@ def resolve_url(explicit: str | None = None) -> str:
             return url
         tried.append((f"{url} ({origin})", reason))
     raise EngineUnavailable(tried, START_HINT)
-
-
-class CheckedAPI:
-    """podman-py's raw API calls return error responses instead of raising; this raises.
-
-    404 becomes podman.errors.NotFound, any other status >= 400 podman.errors.APIError,
-    both carrying Podman's own message.
-    """
-
-    def __init__(self, api) -> None:
-        self._api = api
-
-    def get(self, path: str, **kw):
-        return _ok(self._api.get(path, **kw))
-
-    def post(self, path: str, **kw):
-        return _ok(self._api.post(path, **kw))
-
-    def delete(self, path: str, **kw):
-        return _ok(self._api.delete(path, **kw))
-
-
-def _ok(resp):
-    resp.raise_for_status()
-    return resp
-
-
-class Connection:
-    """A resolved service URL plus one PodmanClient per thread.
-
-    requests sessions are not safe to share between threads, and the engine runs
-    sandboxes concurrently, so each thread gets its own keep-alive client.
-    """
-
-    def __init__(self, url: str | None = None) -> None:
-        self.url = resolve_url(url)
-        self._local = threading.local()
-        self._clients: list[PodmanClient] = []
-        self._lock = threading.Lock()
-
-    def client(self) -> PodmanClient:
-        c = getattr(self._local, "client", None)
-        if c is None:
-            c = PodmanClient(base_url=self.url)
-            self._local.client = c
-            with self._lock:
-                self._clients.append(c)
-        return c
-
-    def api(self) -> CheckedAPI:
-        """This thread's keep-alive client, raising on error statuses."""
-        return CheckedAPI(self.client().api)
-
-    def fresh_client(self) -> PodmanClient:
-        """A client for one long-lived streaming request (attach); the caller closes it."""
-        return PodmanClient(base_url=self.url)
-
-    def close(self) -> None:
-        with self._lock:
-            clients, self._clients = self._clients, []
-        for c in clients:
-            try:
-                c.close()
-            except Exception:
-                pass

@@ -4,25 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-
-class LimitBreach(msgspec.Struct, frozen=True, kw_only=True):
-    limit: str  # "memory", "pids", "cpu", "timeout", ...
-    limit_value: float | int | None
-    observed: float | int | None
-    detail: str = ""
-
-
-class Usage(msgspec.Struct, kw_only=True):
-    """What a sandbox used; None where this host cannot measure it."""
-
-    peak_memory_bytes: int | None = None
-    cpu_seconds: float | None = None
-    peak_pids: int | None = None
-    oom_kills: int = 0
-    pids_limit_hits: int = 0
-    memory_limit_bytes: int | None = None
-    pids_limit: int | None = None
-    cpu_limit_percent: float | None = None
+from sandbox.engine.types import LimitBreach, Usage
 
 
 class RunResult(msgspec.Struct, kw_only=True):
@@ -56,3 +38,6 @@ class RunResult(msgspec.Struct, kw_only=True):
         if self.breaches:
             return "limit"
         return "passed" if self.exit_code == 0 else "failed"
+
+
+__all__ = ["LimitBreach", "RunResult", "Usage"]

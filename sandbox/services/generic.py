@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+from sandbox.engine.launcher import ServiceLauncher, ServiceSpec
+from sandbox.engine.service import ServiceHandle
 from sandbox.errors import CleanroomError, ContainerError
 from sandbox.services.wait import PortOpen, WaitStrategy
 
@@ -43,11 +45,15 @@ class GenericContainer:
         self.writable_paths = writable_paths
         self.secrets = dict(secrets or {})
         self.startup_timeout = startup_timeout
-        self.environment: Any = None
-        self.service: Any = None
+        self._launcher: ServiceLauncher | None = None
+        self.service: ServiceHandle | None = None
         self.reused = False
 
     # -- identity -------------------------------------------------------------------
+    def definition(self) -> ServiceSpec:
+        return ServiceSpec(image=self.image, command=self.command, env=dict(self.env_vars), ports=list(self.ports),
+                           writable_paths=self.writable_paths, name=self.name)
+
     def spec_digest(self) -> str:
         """What must match for a running singleton to be reused for this definition."""
         # "network" names how services are wired: a container made under another
@@ -57,42 +63,24 @@ class GenericContainer:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- lifecycle ------------------------------------------------------------------
-    def start(self, environment: Any, *, keep: bool = False, labels: dict[str, str] | None = None,
-              name: str | None = None, alias: str | None = None,
-              primary_network: str | None = None) -> GenericContainer:
-        """Start on the environment's private network, reachable there as ``alias``.
+    def start(self, environment: Any) -> GenericContainer:
+        """Start in ``environment`` as a service it owns (removed when it closes).
 
-        A singleton starts on ``primary_network`` (one that outlives environments) and
-        joins this environment's network as well.
+        ``env.get_or_create_container(name, factory)`` is the usual way: it also
+        reuses one container per name, and shares singletons across runs.
         """
-        self._bind(environment)
-        aliases = [alias] if alias else []
-        own = environment.network.ensure()
-        self.service = environment.runner.start_service(
-            self.image, self.command, name=name or self.name, env=self.env_vars,
-            ports={p: None for p in self.ports}, network=(primary_network or own, aliases),
-            extra_labels=labels, writable_paths=self.writable_paths, keep=keep,
-        )
-        # A container that already died must not be connected (Podman then cannot even
-        # inspect it); wait_for_ready reports its exit and output instead.
-        if primary_network and primary_network != own and self.service.is_running():
-            environment.network.connect(self.service.id, aliases)
+        environment.services.start(self)
         return self
 
-    def adopt(self, environment: Any, service: Any, alias: str | None = None) -> GenericContainer:
-        """Use an already running container (a singleton made by another process or run),
-        joining it to this environment's private network under ``alias``."""
-        self._bind(environment)
-        self.service = service
-        self.reused = True
-        if alias:
-            environment.network.connect(service.id, [alias])
-        return self
-
-    def _bind(self, environment: Any) -> None:
-        self.environment = environment
+    def _prepare(self, launcher: ServiceLauncher) -> None:
+        """Bind to an environment's engine; secrets are masked before anything starts."""
+        self._launcher = launcher
         for name, value in self.secrets.items():
-            environment.add_secret(value, name)
+            launcher.add_secret(value, name)
+
+    def _attach(self, service: ServiceHandle, *, reused: bool = False) -> None:
+        self.service = service
+        self.reused = reused
 
     def _require(self) -> Any:
         if self.service is None:
@@ -131,7 +119,7 @@ class GenericContainer:
     def wait_for_ready(self, timeout: float | None = None) -> GenericContainer:
         svc = self._require()
         if timeout is None:
-            timeout = self.startup_timeout or float(self.environment.config.container_startup_timeout)
+            timeout = self.startup_timeout or float(self._launcher.config.container_startup_timeout)
         deadline = time.monotonic() + timeout
         delay = 0.05
         while True:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from filelock import FileLock
+
+from sandbox.policy.resolve import effective_config
+
+_LAZY_NOTE = """Fixtures import the engine and services (Podman client, psycopg, redis) when a
+test first asks for them: pytest loads this plugin in every run of this venv, and
+suites that never use cleanroom must not pay for those imports."""
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,27 +37,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cleanroom(policy=None): run this test's sandboxes under this policy file")
 
 
-def _load_config(policy: str | None, env: str | None):
-    from pathlib import Path
-
-    from sandbox.policy import CleanroomConfig
-
-    if policy:
-        return CleanroomConfig.from_file(policy, env=env)
-    if Path("cleanroom.toml").is_file():
-        return CleanroomConfig.from_file("cleanroom.toml", env=env)
-    return CleanroomConfig.default()
-
-
 @pytest.fixture(scope="session")
 def cleanroom(request: pytest.FixtureRequest) -> Iterator[Any]:
     """The session's CleanroomEnvironment; everything it made is removed at the end."""
-    import random
-
-    from sandbox.environment import CleanroomEnvironment
+    from sandbox.environment import CleanroomEnvironment  # optional: heavy, see _LAZY_NOTE
 
     opts = request.config.option
-    config = _load_config(opts.cleanroom_policy, opts.cleanroom_env)
+    config = effective_config(opts.cleanroom_policy, opts.cleanroom_env)
     if config.enable_deterministic_execution:
         random.seed(config.deterministic_seed or 0)
     with CleanroomEnvironment(config) as env:
@@ -62,7 +56,6 @@ def _cleanroom_seed(request: pytest.FixtureRequest) -> None:
     """With deterministic execution, every test starts from the policy's seed."""
     env = getattr(request.config, "_cleanroom_env", None)
     if env is not None and env.config.enable_deterministic_execution:
-        import random
 
         random.seed(env.config.deterministic_seed or 0)
 
@@ -102,7 +95,7 @@ def _worker_index(config: pytest.Config) -> int:
 @pytest.fixture(scope="session")
 def postgres(cleanroom) -> Any:
     """The session's PostgreSQL (a singleton shared by workers and runs when the policy allows)."""
-    from sandbox.services import PostgresContainer
+    from sandbox.services import PostgresContainer  # optional: heavy, see _LAZY_NOTE
 
     pw = _stable_secret("postgres")
     return cleanroom.get_or_create_container("postgres", lambda: PostgresContainer("cleanroom", "cleanroom", pw))
@@ -118,9 +111,7 @@ def cleanroom_postgres_setup() -> Callable[[Any], None]:
 @pytest.fixture(scope="session")
 def cleanroom_postgres_template(request: pytest.FixtureRequest, postgres, cleanroom_postgres_setup) -> str:
     """A template database prepared once per test run, shared by xdist workers."""
-    from filelock import FileLock
-
-    from sandbox.services.singletons import lock_path
+    from sandbox.services.singletons import lock_path  # optional: heavy, see _LAZY_NOTE
 
     name = f"cleanroom_tmpl_{_run_id(request.config)}"
     with FileLock(str(lock_path(f"template-{name}"))):
@@ -141,7 +132,7 @@ def cleanroom_postgres_template(request: pytest.FixtureRequest, postgres, cleanr
 @pytest.fixture
 def postgres_db(postgres, cleanroom_postgres_template) -> Iterator[Any]:
     """A fresh database for this test, cloned from the session template, dropped after."""
-    from sandbox.services import TestDatabase
+    from sandbox.services import TestDatabase  # optional: heavy, see _LAZY_NOTE
 
     db = TestDatabase(postgres, cleanroom_postgres_template)
     try:
@@ -152,7 +143,7 @@ def postgres_db(postgres, cleanroom_postgres_template) -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def redis(cleanroom) -> Any:
-    from sandbox.services import RedisContainer
+    from sandbox.services import RedisContainer  # optional: heavy, see _LAZY_NOTE
 
     pw = _stable_secret("redis")
     return cleanroom.get_or_create_container("redis", lambda: RedisContainer(password=pw))
@@ -177,13 +168,13 @@ def sandbox(request: pytest.FixtureRequest, cleanroom) -> Iterator[Callable[...,
     With ``@pytest.mark.cleanroom(policy=...)`` the sandboxes of this test run in an
     environment built from that policy instead of the session's.
     """
-    from sandbox.environment import CleanroomEnvironment
+    from sandbox.environment import CleanroomEnvironment  # optional: heavy, see _LAZY_NOTE
 
     marker = request.node.get_closest_marker("cleanroom")
     env = cleanroom
     own = None
     if marker is not None and marker.kwargs.get("policy"):
-        own = CleanroomEnvironment(_load_config(marker.kwargs["policy"], request.config.option.cleanroom_env))
+        own = CleanroomEnvironment(effective_config(marker.kwargs["policy"], request.config.option.cleanroom_env))
         env = own.open()
     results: list[Any] = []
     request.node.cleanroom_results = results  # filled during the call, read by the report hook

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox import CleanroomConfig, CleanroomEnvironment, ResourceLimitExceeded
+from sandbox import CleanroomConfig, CleanroomEnvironment, GenericContainer, ResourceLimitExceeded
 from sandbox.confine import leftover_cgroups
 from sandbox.confine.cgroups import detect_version, make_driver, subtree_name
 
@@ -79,8 +79,8 @@ def test_cpu_hog_under_half_a_core(tmp_path, podman_url):
 
 def test_container_count_refuses_the_third_before_creating_it(tmp_path, podman_url, podman_api):
     with env_for(tmp_path, podman_url, "[cleanroom.resource_limits]\nmax_container_count = 2\n") as env:
-        a = env.runner.start_service(BUSYBOX, ["/bin/sleep", "60"])
-        b = env.runner.start_service(BUSYBOX, ["/bin/sleep", "60"])
+        a = GenericContainer(BUSYBOX, ["/bin/sleep", "60"]).start(env)
+        b = GenericContainer(BUSYBOX, ["/bin/sleep", "60"]).start(env)
         before = len(containers_with_label(podman_api, f"io.cleanroom.environment={env.id}"))
         with pytest.raises(ResourceLimitExceeded) as info:
             env.run(BUSYBOX, ["/bin/echo", "third"])
@@ -88,9 +88,9 @@ def test_container_count_refuses_the_third_before_creating_it(tmp_path, podman_u
         assert len(containers_with_label(podman_api, f"io.cleanroom.environment={env.id}")) == before == 2
         report = env.check_resource_limits()
         assert report["containers"] == {"used": 2, "limit": 2}
-        a.remove()
+        a.stop()
         assert env.run(BUSYBOX, ["/bin/echo", "now"]).stdout == "now\n"
-        b.remove()
+        b.stop()
 
 
 def test_metrics_report_environment_peaks(tmp_path, podman_url):

@@ -16,7 +16,7 @@ import pytest
 import sandbox.confine as confine
 from sandbox.confine.cgroups import CgroupError
 from sandbox.confine.limits import CgroupConfiner, owner_alive, records_dir
-from sandbox.engine.lifecycle import SandboxHandle
+from sandbox.engine.types import CreateRequest, SandboxHandle
 from sandbox.errors import ContainerError, ResourceLimitExceeded
 
 MiB = 1 << 20
@@ -83,10 +83,9 @@ def made():
 
     def make(**over):
         audit = []
-        env = SimpleNamespace(id="env-test", config=policy(**over),
-                              _audit=lambda event, level, **data: audit.append((event, data)))
         driver = FakeDriver()
-        c = CgroupConfiner(env, driver)
+        c = CgroupConfiner(policy(**over), driver, environment_id="env-test",
+                           audit=lambda event, level, **data: audit.append((event, data)))
         confiners.append(c)
         return c, driver, audit
 
@@ -95,8 +94,12 @@ def made():
         c.close()
 
 
+def request(name: str) -> CreateRequest:
+    return CreateRequest(image="img", name=name)
+
+
 def handle(name: str, limits: dict | None = None) -> SandboxHandle:
-    return SandboxHandle(id=f"id-{name}", name=name, pid=4242, policy=None, limits=limits or {})
+    return SandboxHandle(id=f"id-{name}", name=name, pid=4242, limits=limits or {})
 
 
 def test_environment_budget_is_the_host_share_and_memory(made):
@@ -107,18 +110,18 @@ def test_environment_budget_is_the_host_share_and_memory(made):
 
 def test_third_sandbox_is_refused_before_creation_counting_reservations(made):
     c, _, _ = made(count=2)
-    c.before_create({"name": "a"})
-    c.before_create({"name": "b"})  # reserved, not yet initialised: still counts
+    c.before_create(request("a"))
+    c.before_create(request("b"))  # reserved, not yet initialised: still counts
     with pytest.raises(ResourceLimitExceeded) as info:
-        c.before_create({"name": "c"})
+        c.before_create(request("c"))
     assert (info.value.limit, info.value.limit_value, info.value.observed) == ("containers", 2, 3)
-    c.create_failed({"name": "b"})  # a failed create gives its place back
-    c.before_create({"name": "c"})
+    c.create_failed(request("b"))  # a failed create gives its place back
+    c.before_create(request("c"))
 
 
 def test_per_call_limits_override_the_policy_and_unknown_ones_are_refused(made):
     c, driver, _ = made()
-    c.before_create({"name": "s"})
+    c.before_create(request("s"))
     h = handle("s", {"memory_bytes": 64 * MiB, "pids_limit": 64})
     c.after_init(h)
     assert driver.dirs["env-test/s"] == {"memory": 64 * MiB, "cpu_percent": 100.0, "pids": 64}

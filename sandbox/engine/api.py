@@ -1,0 +1,88 @@
+"""The engine's seam to Podman: every libpod call it makes, typed.
+
+``PodmanAPI`` is what the runner, the services and prune are written against;
+``sandbox.engine.libpod.LibpodAPI`` implements it over HTTP, and unit tests drive the
+runner through a fake of the same shape. Implementations raise only
+``CleanroomError`` subclasses, with messages already redacted:
+
+- ``ContainerNotFound`` when the container (or network) does not exist,
+- ``ContainerError`` when Podman refused the call (its message, redacted),
+- ``TimeoutExceeded`` when Podman did not answer within the call's timeout,
+- ``EngineUnavailable`` when the service cannot be reached at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, Protocol
+
+import msgspec
+
+from sandbox.engine.frames import Frame
+
+
+class ContainerState(msgspec.Struct, frozen=True, kw_only=True):
+    status: str  # "created", "initialized", "running", "exited", ...
+    running: bool = False
+    pid: int = 0
+    exit_code: int | None = None
+    error: str = ""
+
+
+class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """The parts of an inspect result the engine uses."""
+
+    id: str
+    name: str
+    state: ContainerState
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    ports: dict[int, int] = msgspec.field(default_factory=dict)  # container port → host port
+
+
+class ContainerSummary(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    name: str
+    state: str
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class NetworkSummary(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class AttachStream(Protocol):
+    """A container's output as frames, from before its start until it exits."""
+
+    def __iter__(self) -> Iterator[Frame]: ...
+    def close(self) -> None: ...
+
+
+class PodmanAPI(Protocol):
+    url: str
+
+    def ping(self) -> bool: ...
+    def info(self) -> dict[str, Any]: ...
+    def image_exists(self, reference: str) -> bool: ...
+
+    # -- containers ------------------------------------------------------------------
+    def create_container(self, spec: dict[str, Any], *, timeout: float) -> str: ...
+    def init_container(self, cid: str, *, timeout: float) -> None: ...
+    def attach(self, cid: str) -> AttachStream: ...
+    def start_container(self, cid: str, *, timeout: float) -> None: ...
+    def inspect_container(self, cid: str) -> ContainerInfo: ...
+    def kill_container(self, cid: str, signal: str = "SIGKILL") -> None: ...
+    def remove_container(self, cid: str) -> None: ...
+    def container_logs(self, cid: str, *, tail: int | None = None) -> list[Frame]: ...
+    def exec_run(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
+                 timeout: float | None = None) -> tuple[int, list[Frame]]: ...
+    def list_containers(self, *, labels: list[str]) -> list[ContainerSummary]: ...
+
+    # -- networks --------------------------------------------------------------------
+    def create_network(self, name: str, *, labels: dict[str, str], exist_ok: bool = False) -> None: ...
+    def connect_network(self, name: str, cid: str, aliases: list[str]) -> None: ...
+    def disconnect_network(self, name: str, cid: str) -> None: ...
+    def remove_network(self, name: str, *, force: bool = False) -> None: ...
+    def list_networks(self, *, labels: list[str]) -> list[NetworkSummary]: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,52 @@
+"""Podman's multiplexed stream format, parsed in one place.
+
+Each frame is an 8-byte header (stream id, three zero bytes, payload size as
+big-endian u32) followed by the payload. attach, logs and exec all use it.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+
+STDIN, STDOUT, STDERR = 0, 1, 2
+Frame = tuple[int, bytes]
+
+
+def _read_exact(read: Callable[[int], bytes], size: int) -> bytes:
+    # A socket read may return less than asked; a short result means end of stream.
+    parts = []
+    want = size
+    while want:
+        chunk = read(want)
+        if not chunk:
+            break
+        parts.append(chunk)
+        want -= len(chunk)
+    return b"".join(parts)
+
+
+def read_frames(read: Callable[[int], bytes]) -> Iterator[Frame]:
+    """(stream id, payload) as they arrive from ``read(n)``; ends at end of stream."""
+    while True:
+        header = _read_exact(read, 8)
+        if len(header) < 8:
+            return
+        size = int.from_bytes(header[4:8], "big")
+        if not size:
+            continue
+        payload = _read_exact(read, size)
+        if payload:
+            yield header[0], payload
+        if len(payload) < size:
+            return
+
+
+def parse_frames(data: bytes) -> list[Frame]:
+    """Every frame of a complete buffer."""
+    return list(read_frames(io.BytesIO(data).read))
+
+
+def encode_frame(stream: int, payload: bytes) -> bytes:
+    """One frame as Podman sends it (fakes and tests build streams with this)."""
+    return bytes([stream, 0, 0, 0]) + len(payload).to_bytes(4, "big") + payload

@@ -1,0 +1,169 @@
+"""An in-memory PodmanAPI for unit tests of the engine (the seam httpx's MockTransport
+plays for its client): no Podman, every call logged, any call made to fail."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary
+from sandbox.engine.frames import STDOUT, Frame
+from sandbox.errors import ContainerNotFound
+
+# What a container "runs": its command → (output frames, exit code). None as the
+# frames means it runs until killed.
+Program = Callable[[list[str] | None], tuple[list[Frame] | None, int]]
+
+
+def echo_program(command: list[str] | None) -> tuple[list[Frame] | None, int]:
+    return [(STDOUT, " ".join(command or []).encode() + b"\n")], 0
+
+
+class _Container:
+    def __init__(self, cid: str, spec: dict[str, Any]) -> None:
+        self.id = cid
+        self.spec = spec
+        self.status = "created"
+        self.pid = 0
+        self.exit_code: int | None = None
+        self.killed = threading.Event()
+        self.frames: list[Frame] | None = None
+
+
+class _Stream:
+    def __init__(self, fake: FakePodman, c: _Container) -> None:
+        self._fake = fake
+        self._c = c
+        self.closed = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        self._fake.started_events[self._c.id].wait(5)
+        if self._c.frames is None:  # runs until killed
+            self._c.killed.wait(10)
+            self._c.status, self._c.exit_code = "exited", 137
+            return
+        yield from self._c.frames
+        self._c.status = "exited"
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakePodman:
+    url = "fake://podman"
+
+    def __init__(self, program: Program = echo_program, log: list[str] | None = None) -> None:
+        self.program = program
+        self.log = log if log is not None else []  # shared with fake confiners: one order of events
+        self.fail: dict[str, BaseException] = {}  # method name → error it raises (once per call)
+        self.containers: dict[str, _Container] = {}
+        self.removed: list[str] = []
+        self.networks: dict[str, dict[str, str]] = {}
+        self.started_events: dict[str, threading.Event] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def _call(self, name: str, *detail: Any) -> None:
+        self.log.append(name)
+        error = self.fail.get(name)
+        if error is not None:
+            raise error
+
+    def _get(self, cid: str) -> _Container:
+        try:
+            return self.containers[cid]
+        except KeyError:
+            raise ContainerNotFound(f"no container with id {cid}") from None
+
+    def ping(self) -> bool:
+        return True
+
+    def info(self) -> dict[str, Any]:
+        return {"version": {"Version": "fake"}}
+
+    def image_exists(self, reference: str) -> bool:
+        return True
+
+    def create_container(self, spec: dict[str, Any], *, timeout: float) -> str:
+        self._call("create")
+        with self._lock:
+            cid = f"c{next(self._ids)}"
+            self.containers[cid] = _Container(cid, spec)
+            self.started_events[cid] = threading.Event()
+        return cid
+
+    def init_container(self, cid: str, *, timeout: float) -> None:
+        self._call("init")
+        c = self._get(cid)
+        c.status, c.pid = "initialized", 4000 + int(cid[1:])
+
+    def attach(self, cid: str) -> _Stream:
+        self._call("attach")
+        return _Stream(self, self._get(cid))
+
+    def start_container(self, cid: str, *, timeout: float) -> None:
+        self._call("start")
+        c = self._get(cid)
+        c.frames, code = self.program(c.spec.get("command"))
+        c.status = "running"
+        if c.frames is not None:
+            c.exit_code = code
+        self.started_events[cid].set()
+
+    def inspect_container(self, cid: str) -> ContainerInfo:
+        c = self._get(cid)
+        return ContainerInfo(id=c.id, name=c.spec.get("name", c.id), labels=dict(c.spec.get("labels") or {}),
+                             state=ContainerState(status=c.status, running=c.status == "running", pid=c.pid,
+                                                  exit_code=c.exit_code))
+
+    def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
+        self._call("kill")
+        self._get(cid).killed.set()
+
+    def remove_container(self, cid: str) -> None:
+        self._call("remove")
+        with self._lock:
+            c = self.containers.pop(cid, None)
+        if c is not None:
+            c.killed.set()
+            self.started_events[cid].set()
+            self.removed.append(cid)
+
+    def container_logs(self, cid: str, *, tail: int | None = None) -> list[Frame]:
+        return list(self._get(cid).frames or [])
+
+    def exec_run(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
+                 timeout: float | None = None) -> tuple[int, list[Frame]]:
+        self._call("exec")
+        self._get(cid)
+        frames, code = self.program(command)
+        return code, frames or []
+
+    def list_containers(self, *, labels: list[str]) -> list[ContainerSummary]:
+        want = dict(label.split("=", 1) for label in labels)
+        return [ContainerSummary(id=c.id, name=c.spec.get("name", c.id), state=c.status,
+                                 labels=dict(c.spec.get("labels") or {}))
+                for c in self.containers.values()
+                if all((c.spec.get("labels") or {}).get(k) == v for k, v in want.items())]
+
+    def create_network(self, name: str, *, labels: dict[str, str], exist_ok: bool = False) -> None:
+        self._call("network_create")
+        self.networks.setdefault(name, dict(labels))
+
+    def connect_network(self, name: str, cid: str, aliases: list[str]) -> None:
+        self._call("network_connect")
+
+    def disconnect_network(self, name: str, cid: str) -> None:
+        self._call("network_disconnect")
+
+    def remove_network(self, name: str, *, force: bool = False) -> None:
+        self._call("network_remove")
+        self.networks.pop(name, None)
+
+    def list_networks(self, *, labels: list[str]) -> list[NetworkSummary]:
+        return [NetworkSummary(name=n, labels=lab) for n, lab in self.networks.items()]
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,159 @@
+"""The package's shape, checked: no import cycles, no imports hidden in functions
+(except optional heavy dependencies, each with its reason), modules of a readable size."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PKG = ROOT / "sandbox"
+ENGINE_MAX_LINES = 300
+MODULE_MAX_LINES = 400
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+
+
+def _resolve(module: str, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".")
+    is_pkg = MODULES.get(module, Path()).name == "__init__.py"
+    base = base if is_pkg else base[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _targets(module: str, node: ast.AST) -> list[str]:
+    """The sandbox modules an import statement loads (a package's __init__ included)."""
+    names: list[str] = []
+    if isinstance(node, ast.Import):
+        names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom):
+        base = _resolve(module, node)
+        names = [f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names]
+    # Python imports a module's own packages before the module itself, so passing
+    # through them on the way to a sibling loads nothing new; naming one as the target
+    # (`from sandbox.audit import x` inside sandbox.audit.log) does depend on it.
+    ancestors = {".".join(module.split(".")[:i]) for i in range(1, module.count(".") + 1)}
+    out = []
+    for name in names:
+        parts = name.split(".")
+        # importing a.b.c runs a/__init__, a/b/__init__ and a/b/c
+        for i in range(1, len(parts) + 1):
+            candidate = ".".join(parts[:i])
+            if candidate not in MODULES or candidate == module:
+                continue
+            if candidate in ancestors and i < len(parts):
+                continue
+            out.append(candidate)
+    return out
+
+
+def _top_level_imports(tree: ast.Module) -> list[ast.AST]:
+    """Imports that run when the module is imported (not under `if TYPE_CHECKING:`)."""
+    found: list[ast.AST] = []
+
+    def walk(body: list[ast.stmt]) -> None:
+        for stmt in body:
+            if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                found.append(stmt)
+            elif isinstance(stmt, ast.If) and "TYPE_CHECKING" in ast.unparse(stmt.test):
+                continue
+            elif isinstance(stmt, (ast.If, ast.Try)):
+                for part in (stmt.body, getattr(stmt, "orelse", []), getattr(stmt, "finalbody", [])):
+                    walk(part)
+                for handler in getattr(stmt, "handlers", []):
+                    walk(handler.body)
+
+    walk(tree.body)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {}
+    for module, path in MODULES.items():
+        tree = ast.parse(path.read_text())
+        graph[module] = {t for node in _top_level_imports(tree) for t in _targets(module, node)}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    cycles, state, stack = [], {}, []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return cycles
+
+
+def test_the_cycle_finder_finds_a_cycle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_in_the_package():
+    assert _cycles(_graph()) == []
+
+
+def _function_imports(path: Path) -> list[tuple[int, str]]:
+    tree = ast.parse(path.read_text())
+    lines = path.read_text().splitlines()
+    out = []
+    for fn in ast.walk(tree):
+        if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                # The reason sits on the import line or the comment line just above it.
+                here = lines[node.lineno - 1]
+                above = lines[node.lineno - 2].strip() if node.lineno > 1 else ""
+                if "# optional" in here or above.startswith("# optional"):
+                    continue
+                out.append((node.lineno, ast.unparse(node)))
+    return out
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_import_hidden_inside_a_function(module):
+    assert _function_imports(MODULES[module]) == [], (
+        "import at module level, or mark an optional heavy dependency with a '# optional: why' comment")
+
+
+def test_module_sizes():
+    too_big = []
+    for module, path in MODULES.items():
+        n = len(path.read_text().splitlines())
+        limit = ENGINE_MAX_LINES if module.startswith("sandbox.engine") else MODULE_MAX_LINES
+        if n > limit:
+            too_big.append((module, n, limit))
+    assert too_big == []
+
+
+def test_the_readme_layout_names_every_engine_module():
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## Benchmarks")]
+    missing = [p.name for p in sorted((PKG / "engine").glob("*.py"))
+               if p.name != "__init__.py" and p.name not in layout]
+    assert missing == []
