@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import msgspec
 
 from sandbox.engine.frames import Frame
+from sandbox.engine.posture import Posture
 
 
 class ContainerState(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,6 +38,7 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
     state: ContainerState
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     ports: dict[int, int] = msgspec.field(default_factory=dict)  # container port → host port
+    posture: Posture | None = None  # isolation settings as Podman recorded them
 
 
 class ContainerSummary(msgspec.Struct, frozen=True, kw_only=True):

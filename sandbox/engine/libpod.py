@@ -21,6 +21,7 @@ from requests.exceptions import Timeout as TransportTimeout
 from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary
 from sandbox.engine.connection import START_HINT, resolve_url
 from sandbox.engine.frames import Frame, read_frames
+from sandbox.engine.posture import posture_from_inspect
 from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 _JSON = {"content-type": "application/json"}
@@ -52,6 +53,7 @@ def _info_from(data: dict[str, Any]) -> ContainerInfo:
                              error=str(state.get("Error") or "")),
         labels=dict((data.get("Config") or {}).get("Labels") or {}),
         ports=_host_ports(data),
+        posture=posture_from_inspect(data),
     )
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from typing import Any
+
 import msgspec
 
 from sandbox.engine.types import LimitBreach, Usage
@@ -40,4 +43,21 @@ class RunResult(msgspec.Struct, kw_only=True):
         return "passed" if self.exit_code == 0 else "failed"
 
 
-__all__ = ["LimitBreach", "RunResult", "Usage"]
+def audit_records(result: RunResult) -> list[tuple[str, str, dict[str, Any]]]:
+    """(event, minimum audit level, data) for one finished sandbox, in order."""
+    out: list[tuple[str, str, dict[str, Any]]] = [
+        ("sandbox.removed", "Minimal", {"sandbox": result.sandbox, "exit_code": result.exit_code})]
+    if result.redactions:
+        out.append(("redaction.counts", "High", {"sandbox": result.sandbox, "counts": result.redactions}))
+    # Maximum: what was shown can later be proven unchanged, without storing it.
+    out.append(("sandbox.output", "Maximum", {"sandbox": result.sandbox,
+                                               "stdout_sha256": hashlib.sha256(result.stdout.encode()).hexdigest(),
+                                               "stderr_sha256": hashlib.sha256(result.stderr.encode()).hexdigest()}))
+    out.append(("sandbox.verdict", "Medium", {"sandbox": result.sandbox, "verdict": result.verdict,
+                                              "exit_code": result.exit_code,
+                                              "duration_seconds": round(result.duration_seconds, 3),
+                                              "breaches": msgspec.to_builtins(result.breaches)}))
+    return out
+
+
+__all__ = ["LimitBreach", "RunResult", "Usage", "audit_records"]

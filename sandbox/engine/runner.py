@@ -7,7 +7,6 @@ removes everything made so far before the error (a ``CleanroomError``) leaves.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 import uuid
@@ -15,13 +14,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-import msgspec
 from loguru import logger
 
 from sandbox.engine import cleanup
 from sandbox.engine.api import AttachStream, PodmanAPI
 from sandbox.engine.output import Output, redact_again, redact_text
-from sandbox.engine.results import RunResult
+from sandbox.engine.posture import KernelReader, differences, read_kernel_view
+from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.spec import build_spec
 from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NetworkAttachment, SandboxHandle
 from sandbox.errors import CleanroomError, ContainerError, NetworkPolicyViolation, TimeoutExceeded
@@ -44,7 +43,8 @@ class SandboxRunner:
 
     def __init__(self, api: PodmanAPI, config: Any, *, environment_id: str, redactor: Any = None,
                  audit: AuditFn | None = None, confiners: Sequence[Confiner] = (),
-                 labels: Callable[[str, str], dict[str, str]] | None = None) -> None:
+                 labels: Callable[[str, str], dict[str, str]] | None = None,
+                 kernel_view: KernelReader | None = read_kernel_view) -> None:
         self.api = api
         self.config = config
         self.environment_id = environment_id
@@ -52,6 +52,7 @@ class SandboxRunner:
         self.audit: AuditFn = audit or (lambda *a, **k: None)
         self.confiners = tuple(confiners)
         self._labels = labels
+        self._kernel_view = kernel_view  # None only where there is no kernel to ask (unit tests)
 
     @property
     def startup_timeout(self) -> float:
@@ -96,7 +97,8 @@ class SandboxRunner:
             finally:
                 self._close_stream(stream)
         result = self._verdict(request, made.handle, output, exit_code, timed_out, time.monotonic() - started)
-        self._audit_result(result)
+        for event, level, data in audit_records(result):
+            self.audit(event, level, **data)
         if timed_out:
             self.audit("limit.breach", "High", sandbox=request.name, limit="timeout", limit_value=limit)
             exc = TimeoutExceeded("sandbox command", limit, sandbox=request.name,
@@ -117,7 +119,7 @@ class SandboxRunner:
             made = Made(handle, cleanup.register(f"container {request.name}", lambda: self.api.remove_container(cid),
                                                   self.environment_id))
             try:
-                self._init(handle)
+                self._init(handle, spec)
                 self._confine(handle)
             except BaseException:
                 self.dispose(made)
@@ -142,12 +144,22 @@ class SandboxRunner:
             self.audit("network.refused", "High", sandbox=request.name, reason=str(exc))
             raise
 
-    def _init(self, handle: SandboxHandle) -> None:
+    def _init(self, handle: SandboxHandle, spec: dict[str, Any]) -> None:
+        """init, then the posture check: the process exists, its command has not run."""
         self.api.init_container(handle.id, timeout=self.startup_timeout)
-        state = self.api.inspect_container(handle.id).state
-        handle.pid = state.pid
+        info = self.api.inspect_container(handle.id)
+        handle.pid = info.state.pid
         if not handle.pid:
-            raise ContainerError(f"init left no process (state {state.status})", sandbox=handle.name)
+            raise ContainerError(f"init left no process (state {info.state.status})", sandbox=handle.name)
+        if info.posture is None:
+            raise ContainerError("Podman did not report the container's isolation settings; "
+                                 "the sandbox was not started", sandbox=handle.name)
+        kernel = self._kernel_view(handle.pid) if self._kernel_view is not None else None
+        problems = differences(spec, info.posture, kernel)
+        if problems:
+            self.audit("posture.mismatch", "Minimal", sandbox=handle.name, problems=problems)
+            raise ContainerError("the container's isolation differs from the policy, the sandbox was not started: "
+                                 + "; ".join(problems), sandbox=handle.name)
 
     def _confine(self, handle: SandboxHandle) -> None:
         t0 = time.perf_counter()
@@ -235,18 +247,6 @@ class SandboxRunner:
             self._each_quietly("release", made.handle)
             if made.token:
                 cleanup.done(made.token)
-
-    def _audit_result(self, result: RunResult) -> None:
-        self.audit("sandbox.removed", "Minimal", sandbox=result.sandbox, exit_code=result.exit_code)
-        if result.redactions:
-            self.audit("redaction.counts", "High", sandbox=result.sandbox, counts=result.redactions)
-        # Maximum: what was shown can later be proven unchanged, without storing it.
-        self.audit("sandbox.output", "Maximum", sandbox=result.sandbox,
-                   stdout_sha256=hashlib.sha256(result.stdout.encode()).hexdigest(),
-                   stderr_sha256=hashlib.sha256(result.stderr.encode()).hexdigest())
-        self.audit("sandbox.verdict", "Medium", sandbox=result.sandbox, verdict=result.verdict,
-                   exit_code=result.exit_code, duration_seconds=round(result.duration_seconds, 3),
-                   breaches=msgspec.to_builtins(result.breaches))
 
     # -- helpers ---------------------------------------------------------------------------
     @contextmanager

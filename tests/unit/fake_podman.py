@@ -10,6 +10,7 @@ from typing import Any
 
 from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary
 from sandbox.engine.frames import STDOUT, Frame
+from sandbox.engine.posture import Posture
 from sandbox.errors import ContainerNotFound
 
 # What a container "runs": its command → (output frames, exit code). None as the
@@ -30,6 +31,15 @@ class _Container:
         self.exit_code: int | None = None
         self.killed = threading.Event()
         self.frames: list[Frame] | None = None
+
+
+def _faithful(spec: dict[str, Any]) -> Posture:
+    """What Podman records for a container made from ``spec`` when it does as asked."""
+    return Posture(read_only_root=bool(spec.get("read_only_filesystem")),
+                   no_new_privileges=bool(spec.get("no_new_privileges")),
+                   network_mode=(spec.get("netns") or {}).get("nsmode", ""),
+                   seccomp=spec.get("seccomp_profile_path") or "default",
+                   writable_mounts=sorted(m["destination"] for m in spec.get("mounts") or []))
 
 
 class _Stream:
@@ -62,6 +72,7 @@ class FakePodman:
         self.removed: list[str] = []
         self.networks: dict[str, dict[str, str]] = {}
         self.started_events: dict[str, threading.Event] = {}
+        self.posture_override: Posture | None = None  # what inspect reports instead of the faithful posture
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -116,7 +127,8 @@ class FakePodman:
         c = self._get(cid)
         return ContainerInfo(id=c.id, name=c.spec.get("name", c.id), labels=dict(c.spec.get("labels") or {}),
                              state=ContainerState(status=c.status, running=c.status == "running", pid=c.pid,
-                                                  exit_code=c.exit_code))
+                                                  exit_code=c.exit_code),
+                             posture=self.posture_override or _faithful(c.spec))
 
     def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
         self._call("kill")

@@ -10,6 +10,7 @@ from sandbox.engine import cleanup
 from sandbox.engine.frames import STDERR, STDOUT
 from sandbox.engine.launcher import ServiceLauncher, ServiceSpec
 from sandbox.engine.networks import EnvironmentNetwork
+from sandbox.engine.posture import KernelView, Posture, differences
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.types import ConfinerBase, CreateRequest, SandboxHandle
 from sandbox.errors import CleanroomError, ContainerError, EngineUnavailable, TimeoutExceeded
@@ -59,7 +60,7 @@ def make(program=None, fail_hook: str | None = None):
     confiner = RecordingConfiner(log, fail_hook)
     runner = SandboxRunner(fake, CleanroomConfig.default(), environment_id=ENV_ID, redactor=redactor,
                            audit=lambda event, level="Minimal", **data: audit.append((event, data)),
-                           confiners=[confiner])
+                           confiners=[confiner], kernel_view=None)
     return runner, fake, log, audit, confiner
 
 
@@ -179,3 +180,39 @@ def test_an_already_redacted_error_is_not_redacted_twice():
         runner.run(runner.request("img", ["/bin/true"]))
     text = str(info.value)
     assert "[REDACTED:secret:pw] and password=[REDACTED:assignment]" in text
+
+
+@pytest.mark.parametrize(("posture", "words"), [
+    (Posture(read_only_root=False, no_new_privileges=True, network_mode="none", writable_mounts=["/tmp"]),
+     "read-only root: policy True, container False"),
+    (Posture(read_only_root=True, no_new_privileges=False, network_mode="none", writable_mounts=["/tmp"]),
+     "no-new-privileges"),
+    (Posture(read_only_root=True, no_new_privileges=True, network_mode="slirp4netns", writable_mounts=["/tmp"]),
+     "network mode: policy none, container slirp4netns"),
+    (Posture(read_only_root=True, no_new_privileges=True, network_mode="none", writable_mounts=["/tmp", "/etc"]),
+     "writable mounts the policy did not ask for: ['/etc']"),
+    (Posture(read_only_root=True, no_new_privileges=True, network_mode="none", privileged=True,
+             writable_mounts=["/tmp"]), "privileged"),
+])
+def test_a_posture_mismatch_aborts_before_anything_runs(posture, words):
+    runner, fake, log, audit, confiner = make()
+    fake.posture_override = posture
+    with pytest.raises(ContainerError) as info:
+        runner.run(runner.request("img", ["/bin/true"]))
+    assert words in str(info.value) and "was not started" in str(info.value)
+    assert "confine.after_init" not in log and "start" not in log
+    assert fake.containers == {} and pending_cleanups() == [] and confiner.reserved == set()
+    assert any(e == "posture.mismatch" for e, _ in audit)
+
+
+def test_the_kernel_view_is_compared_too():
+    spec = {"read_only_filesystem": True, "no_new_privileges": True, "cap_drop": ["ALL"], "cap_add": ["CHOWN"],
+            "netns": {"nsmode": "none"}, "mounts": []}
+    faithful = Posture(read_only_root=True, no_new_privileges=True, network_mode="none")
+    good = KernelView(bounding_caps=["CHOWN"], no_new_privs=True, seccomp_filtered=True)
+    assert differences(spec, faithful, good) == []
+    bad = KernelView(bounding_caps=["CHOWN", "SYS_ADMIN"], no_new_privs=False, seccomp_filtered=False)
+    assert differences(spec, faithful, bad) == [
+        "kernel: NoNewPrivs is 0 for the container's process",
+        "kernel: capability bounding set ['CHOWN', 'SYS_ADMIN'], policy allows ['CHOWN']",
+        "kernel: no seccomp filter on the container's process"]

@@ -1,0 +1,122 @@
+"""The posture check: after init, before anything runs, what Podman will actually run
+must be what the policy asked for. Two sources, both read while the command still
+waits: Podman's own record of the container (inspect) and the kernel's view of its
+first process (/proc/PID/status), where capabilities, no-new-privileges and seccomp
+are already in force. Any difference names itself and stops the sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+# Linux capability numbers (include/uapi/linux/capability.h), for reading CapBnd.
+_CAPS = ("CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETPCAP",
+         "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW", "IPC_LOCK", "IPC_OWNER",
+         "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT", "SYS_ADMIN", "SYS_BOOT", "SYS_NICE",
+         "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD", "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP",
+         "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG", "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF",
+         "CHECKPOINT_RESTORE")
+
+
+class Posture(msgspec.Struct, frozen=True, kw_only=True):
+    """Isolation settings as Podman recorded them for one container."""
+
+    read_only_root: bool = False
+    no_new_privileges: bool = False
+    privileged: bool = False
+    network_mode: str = ""
+    pid_mode: str = ""
+    seccomp: str = "default"  # "default", "unconfined" or a profile path
+    writable_mounts: list[str] = msgspec.field(default_factory=list)  # destinations
+
+
+class KernelView(msgspec.Struct, frozen=True, kw_only=True):
+    """/proc/PID/status of the container's first process, as the kernel enforces it."""
+
+    bounding_caps: list[str]
+    no_new_privs: bool
+    seccomp_filtered: bool
+
+
+def cap_name(cap: str) -> str:
+    return cap.upper().removeprefix("CAP_")
+
+
+def _writable(options: Any) -> bool:
+    opts = options.split(",") if isinstance(options, str) else list(options or [])
+    return "ro" not in opts
+
+
+def posture_from_inspect(data: dict[str, Any]) -> Posture:
+    hc = data.get("HostConfig") or {}
+    sec = [str(o) for o in hc.get("SecurityOpt") or []]
+    seccomp = next((o.split("=", 1)[1] for o in sec if o.startswith("seccomp=")), "default")
+    mounts = [d for d, opts in (hc.get("Tmpfs") or {}).items() if _writable(opts)]
+    mounts += [m.get("Destination", "") for m in data.get("Mounts") or [] if m.get("RW")]
+    return Posture(read_only_root=bool(hc.get("ReadonlyRootfs")),
+                   no_new_privileges="no-new-privileges" in sec or "no-new-privileges:true" in sec,
+                   privileged=bool(hc.get("Privileged")), network_mode=str(hc.get("NetworkMode") or ""),
+                   pid_mode=str(hc.get("PidMode") or ""), seccomp=seccomp, writable_mounts=sorted(mounts))
+
+
+def read_kernel_view(pid: int) -> KernelView:
+    fields: dict[str, str] = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            key, _, value = line.partition(":")
+            fields[key] = value.strip()
+    bits = int(fields.get("CapBnd", "0"), 16)
+    caps = [name for i, name in enumerate(_CAPS) if bits >> i & 1]
+    return KernelView(bounding_caps=caps, no_new_privs=fields.get("NoNewPrivs") == "1",
+                      seccomp_filtered=fields.get("Seccomp") == "2")
+
+
+def _expected_mode(nsmode: str) -> str:
+    return {"none": "none", "slirp4netns": "slirp4netns", "bridge": "bridge"}.get(nsmode, nsmode)
+
+
+def differences(spec: dict[str, Any], actual: Posture, kernel: KernelView | None) -> list[str]:
+    """What differs between the create body (derived from the policy) and the container."""
+    out: list[str] = []
+    want_ro = bool(spec.get("read_only_filesystem"))
+    if actual.read_only_root != want_ro:
+        out.append(f"read-only root: policy {want_ro}, container {actual.read_only_root}")
+    if actual.privileged:
+        out.append("the container is privileged")
+    want_nnp = bool(spec.get("no_new_privileges"))
+    if want_nnp and not actual.no_new_privileges:
+        out.append("no-new-privileges: asked for, not set")
+    want_caps = sorted(cap_name(c) for c in spec.get("cap_add") or [])
+    drop_all = "ALL" in [c.upper() for c in spec.get("cap_drop") or []]
+    # Capabilities are compared in the kernel's bounding set below: Podman folds cap_add
+    # into its final list and does not record it in inspect.
+    want_net = _expected_mode((spec.get("netns") or {}).get("nsmode", ""))
+    if want_net and not actual.network_mode.startswith(want_net):
+        out.append(f"network mode: policy {want_net}, container {actual.network_mode or 'unknown'}")
+    want_seccomp = spec.get("seccomp_profile_path") or "default"
+    if actual.seccomp != want_seccomp and not (want_seccomp == "default" and actual.seccomp == ""):
+        out.append(f"seccomp profile: policy {want_seccomp}, container {actual.seccomp}")
+    allowed_rw = {m["destination"] for m in spec.get("mounts") or [] if _writable(m.get("options"))}
+    extra = sorted(set(actual.writable_mounts) - allowed_rw)
+    if want_ro and extra:
+        out.append(f"writable mounts the policy did not ask for: {extra}")
+    if kernel is not None:
+        out += _kernel_differences(want_nnp, drop_all, want_caps, want_seccomp, kernel)
+    return out
+
+
+def _kernel_differences(want_nnp: bool, drop_all: bool, want_caps: list[str], want_seccomp: str,
+                        kernel: KernelView) -> list[str]:
+    out = []
+    if want_nnp and not kernel.no_new_privs:
+        out.append("kernel: NoNewPrivs is 0 for the container's process")
+    if drop_all and sorted(kernel.bounding_caps) != want_caps:
+        out.append(f"kernel: capability bounding set {sorted(kernel.bounding_caps)}, policy allows {want_caps}")
+    if want_seccomp != "unconfined" and not kernel.seccomp_filtered:
+        out.append("kernel: no seccomp filter on the container's process")
+    return out
+
+
+KernelReader = Callable[[int], KernelView]
