@@ -37,7 +37,7 @@ def test_check_prints_each_warning_and_exits_zero(tmp_path):
     assert f"policy OK: {f}" in r.output
 
 
-@pytest.mark.parametrize("name", ["default", "strict", "ci"])
+@pytest.mark.parametrize("name", ["default", "strict", "ci", "compliance"])
 def test_shipped_policies_check_clean(name):
     r = invoke("check", "--policy", str(REPO / "policies" / f"{name}.toml"))
     assert r.exit_code == 0 and "warning" not in r.output and "policy OK" in r.output
