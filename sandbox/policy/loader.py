@@ -85,9 +85,11 @@ def policy_errors(text: str, *, file: str = "<string>",
         errors.append(PolicyError("must be a table", file=file, key="cleanroom", line=locator.line(["cleanroom"]),
                                   allowed="[cleanroom]"))
         return None, errors
-    for path in _non_finite(table, []):
+    bad_numbers = _non_finite(table, [])
+    for path in bad_numbers:
         errors.append(PolicyError(f"{_get(table, path)} is not allowed", file=file, key=_dotted(["cleanroom", *path]),
                                   line=locator.line(["cleanroom", *path]), allowed="a finite number"))
+    for path in reversed(bad_numbers):  # later list items first, so earlier indices stay valid
         _drop(table, path)
     base, overlays = _split_overlays(table)
     effective, base_errors, clean_base = _build(base, file=file, prefix=["cleanroom"], locator=locator)

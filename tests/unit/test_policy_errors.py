@@ -238,3 +238,20 @@ def test_a_cross_key_rule_is_not_judged_on_a_stand_in_default():
 def test_a_good_file_has_no_errors():
     cfg, errors = policy_errors("[cleanroom]\ntest_execution_timeout = 60\n", file="ok.toml")
     assert errors == [] and cfg.test_execution_timeout == 60 and cfg.source_file == "ok.toml"
+
+
+def test_several_non_finite_items_of_one_list_are_each_reported():
+    _, errors = policy_errors("[cleanroom.security_policy]\nallowed_ports = [inf, 5432, nan]\n")
+    assert [e.key for e in errors] == ["cleanroom.security_policy.allowed_ports[0]",
+                                       "cleanroom.security_policy.allowed_ports[2]"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_documents(), min_size=2, max_size=5))
+def test_collecting_every_error_never_crashes_and_agrees_with_loading(docs):
+    # Several tables, keys repeated across them: TOML may refuse the file, the loader
+    # must still answer with errors (never an exception of its own).
+    text = "".join(docs)
+    cfg, errors = policy_errors(text, file="fuzz.toml")
+    assert (cfg is None) == bool(errors)
+    assert all(e.file == "fuzz.toml" for e in errors)
