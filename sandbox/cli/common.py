@@ -49,4 +49,5 @@ def load_config(policy: str | None, env: str | None):
             raise PolicyError(f"--env {env} given but no policy file (pass --policy FILE)")
         return CleanroomConfig.default()
     except PolicyError as exc:
-        die(str(exc), EXIT_POLICY)
+        # Every error of the file, one per line, so one edit round fixes them all.
+        die("\ncleanroom: error: ".join(str(e) for e in exc.errors), EXIT_POLICY)

@@ -213,3 +213,11 @@ def test_pre_commit_hook_runs_its_entry_on_a_good_and_a_bad_file(tmp_path):
     both = subprocess.run([*shlex.split(hook["entry"]), str(good), str(bad)], capture_output=True, text=True, env=env)
     assert both.returncode != 0
     assert "cleanroom.bad.toml:2:" in both.stderr and "cleanroom.bad.toml:4:" in both.stderr
+
+
+def test_other_commands_show_every_error_of_a_bad_policy_too(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TWO_ERRORS)
+    r = CliRunner().invoke(cli, ["run", "--policy", str(bad), "localhost/cleanroom/busybox:latest", "--", "true"])
+    assert r.exit_code == 2
+    assert "bad.toml:2: cleanroom.enable_tracing" in r.stderr and "bad.toml:4: cleanroom.resource_limits" in r.stderr
