@@ -32,6 +32,9 @@ class PolicyError(CleanroomError):
         self.line = line
         self.allowed = allowed
         self.reason = message
+        # Every problem found in the same file (this one first); the loader fills it
+        # in, so `policy check` and editors can show them all at once.
+        self.errors: list[PolicyError] = [self]
         where = file or "<policy>"
         if line is not None:
             where += f":{line}"

@@ -40,4 +40,5 @@ def load_config(policy: str | None, env: str | None):
     try:
         return effective_config(policy, env)
     except PolicyError as exc:
-        die(str(exc), EXIT_POLICY)
+        # Every error of the file, one per line, so one edit round fixes them all.
+        die("\ncleanroom: error: ".join(str(e) for e in exc.errors), EXIT_POLICY)

@@ -124,6 +124,13 @@ def build_spec(
              "options": ["rw", "nosuid", "nodev", f"size={size}"]}
             for path, size in paths.items()
         ]
+    # Process isolation: a private PID namespace (the sandbox sees only its own
+    # processes) and a private IPC namespace, both stated rather than left to
+    # containers.conf. Off (refused at High and above) shares the host's PID namespace.
+    # IPC stays private even then: Podman's host IPC mode needs the host's /dev/mqueue,
+    # which rootless hosts often lack, and no test needs the host's System V IPC.
+    spec["pidns"] = {"nsmode": "private" if policy.security_policy.enable_process_isolation else "host"}
+    spec["ipcns"] = {"nsmode": "private"}
     if iso.drop_all_capabilities:
         spec["cap_drop"] = ["ALL"]
         if iso.allowed_capabilities:

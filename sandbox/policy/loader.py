@@ -1,11 +1,16 @@
 """TOML text → validated CleanroomConfig, with errors that name file, key, line and
-what is allowed. Never a traceback for bad input: everything becomes PolicyError."""
+what is allowed. Never a traceback for bad input: everything becomes PolicyError.
+
+Validation collects: every problem of a file is found in one pass (``policy_errors``),
+the way linters report; ``load_policy_text`` raises the first, carrying all of them.
+An offending key is reported, then taken out and its default stands in, so the
+rest of the file is still checked.
+"""
 
 from __future__ import annotations
 
 import copy
 import difflib
-import ipaddress
 import math
 import os
 import re
@@ -16,92 +21,127 @@ from typing import Any
 import msgspec
 
 from sandbox.errors import PolicyError
-from sandbox.policy.isolation import CAPABILITIES, normalise_capability
-from sandbox.policy.model import (
-    DURATION_FIELDS,
-    LEVELS,
-    ORIGIN_FIELDS,
-    SIZE_FIELDS,
-    SUBTABLES,
-    CleanroomConfig,
-    field_names,
-)
+from sandbox.policy.locate import Locator
+from sandbox.policy.messages import allowed_keys, translate
+from sandbox.policy.model import DURATION_FIELDS, ORIGIN_FIELDS, SIZE_FIELDS, SUBTABLES, CleanroomConfig, field_names
+from sandbox.policy.rules import check_rules
 from sandbox.policy.units import DURATION_FORMS, SIZE_FORMS, parse_duration, parse_size
 
 TOP_FIELDS = set(field_names(CleanroomConfig))
+# One removal per round; a file cannot hold more distinct errors than this in practice.
+_MAX_ROUNDS = 500
 
 
 def load_policy(path: str | os.PathLike[str], env: str | None = None) -> CleanroomConfig:
-    p = Path(path)
+    return load_policy_text(_read(Path(path)), file=str(path), env=env)
+
+
+def load_policy_text(text: str, *, file: str = "<string>", env: str | None = None) -> CleanroomConfig:
+    cfg, errors = policy_errors(text, file=file, env=env)
+    if errors:
+        first = errors[0]
+        first.errors = errors  # every problem of the file, for callers that show them all
+        raise first
+    assert cfg is not None
+    return cfg
+
+
+def policy_file_errors(path: str | os.PathLike[str],
+                       env: str | None = None) -> tuple[CleanroomConfig | None, list[PolicyError]]:
     try:
-        text = p.read_text(encoding="utf-8")
+        text = _read(Path(path))
+    except PolicyError as exc:
+        return None, [exc]
+    return policy_errors(text, file=str(path), env=env)
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PolicyError("policy file not found", file=str(p)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"cannot read policy file: {exc}", file=str(p)) from None
-    return load_policy_text(text, file=str(p), env=env)
 
 
-def load_policy_text(text: str, *, file: str = "<string>", env: str | None = None) -> CleanroomConfig:
+def policy_errors(text: str, *, file: str = "<string>",
+                  env: str | None = None) -> tuple[CleanroomConfig | None, list[PolicyError]]:
+    """(the effective policy, or None when there are errors; every error, in the order found)."""
     if env is None:
         env = os.environ.get("CLEANROOM_ENV")
     env = env or None  # an empty --env or CLEANROOM_ENV= means "no overlay"
-    locator = _Locator(text)
+    locator = Locator(text)
+    errors: list[PolicyError] = []
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = _toml_error_line(str(exc))
-        raise PolicyError(f"not valid TOML: {exc}", file=file, line=line,
-                          allowed="TOML 1.0 syntax") from None
-    unknown_top = [k for k in doc if k != "cleanroom"]
-    if unknown_top:
-        key = unknown_top[0]
-        raise PolicyError("unknown top-level key or table", file=file, key=key, line=locator.line([key]),
-                          allowed="[cleanroom] and its sub-tables")
+        return None, [PolicyError(f"not valid TOML: {exc}", file=file, line=line, allowed="TOML 1.0 syntax")]
+    for key in [k for k in doc if k != "cleanroom"]:
+        errors.append(PolicyError("unknown top-level key or table", file=file, key=key, line=locator.line([key]),
+                                  allowed="[cleanroom] and its sub-tables"))
     table = doc.get("cleanroom", {})
     if not isinstance(table, dict):
-        raise PolicyError("must be a table", file=file, key="cleanroom", line=locator.line(["cleanroom"]),
-                          allowed="[cleanroom]")
-    _reject_non_finite(table, ["cleanroom"], file, locator)
+        errors.append(PolicyError("must be a table", file=file, key="cleanroom", line=locator.line(["cleanroom"]),
+                                  allowed="[cleanroom]"))
+        return None, errors
+    bad_numbers = _non_finite(table, [])
+    for path in bad_numbers:
+        errors.append(PolicyError(f"{_get(table, path)} is not allowed", file=file, key=_dotted(["cleanroom", *path]),
+                                  line=locator.line(["cleanroom", *path]), allowed="a finite number"))
+    for path in reversed(bad_numbers):  # later list items first, so earlier indices stay valid
+        _drop(table, path)
     base, overlays = _split_overlays(table)
-    effective = _build(base, file=file, prefix=["cleanroom"], locator=locator)
+    effective, base_errors, clean_base = _build(base, file=file, prefix=["cleanroom"], locator=locator)
+    errors += base_errors
+    seen = {_signature(e, "cleanroom.") for e in base_errors}
     # Every overlay is validated now, even unselected ones: a typo in [cleanroom.prod]
     # must fail on a developer's machine, not first in production. Only the merged
     # result is checked: an overlay alone may rely on the base for cross-key rules
     # (memory_swap_bytes >= memory_bytes, allowlist needs addresses).
     for name, overlay in overlays.items():
-        _hint_typo(name, overlay, file, locator)
-        merged = _build(_deep_merge(base, overlay), file=file, prefix=["cleanroom", name], locator=locator)
+        typo = _hint_typo(name, overlay, file, locator)
+        if typo is not None:
+            errors.append(typo)
+            continue
+        prefix = ["cleanroom", name]
+        merged, merged_errors, _ = _build(_deep_merge(clean_base, overlay), file=file, prefix=prefix, locator=locator)
+        # A rule broken by the base alone was reported once, for the base.
+        errors += [e for e in merged_errors if _signature(e, f"cleanroom.{name}.") not in seen]
         if name == env:
             effective = merged
     if env is not None and env not in overlays:
         available = ", ".join(sorted(overlays)) or "none defined"
-        raise PolicyError(f"unknown environment overlay {env!r}", file=file, key=f"cleanroom.{env}",
-                          allowed=f"overlays in this file: {available}")
-    return msgspec.structs.replace(effective, source_file=file, environment=env)
+        errors.append(PolicyError(f"unknown environment overlay {env!r}", file=file, key=f"cleanroom.{env}",
+                                  allowed=f"overlays in this file: {available}"))
+    if errors or effective is None:
+        return None, errors
+    return msgspec.structs.replace(effective, source_file=file, environment=env), []
 
 
-def _reject_non_finite(node: Any, path: list[str | int], file: str, locator: _Locator) -> None:
+def _signature(err: PolicyError, prefix: str) -> tuple[str, str]:
+    return (err.key or "").removeprefix(prefix), err.reason
+
+
+def _non_finite(node: Any, path: list[str | int]) -> list[list[str | int]]:
     """TOML allows inf and nan; no limit, timeout or interval means anything with them."""
     if isinstance(node, float) and not math.isfinite(node):
-        raise PolicyError(f"{node} is not allowed", file=file, key=_dotted(path),
-                          line=locator.line(path),
-                          allowed="a finite number")
+        return [path]
     items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-    for key, value in items:
-        _reject_non_finite(value, path + [key], file, locator)
+    return [found for key, value in items for found in _non_finite(value, path + [key])]
 
 
-def _hint_typo(name: str, overlay: dict[str, Any], file: str, locator: _Locator) -> None:
+def _hint_typo(name: str, overlay: dict[str, Any], file: str, locator: Locator) -> PolicyError | None:
     """[cleanroom.resource_limit] is read as an overlay named "resource_limit"; when the
     name is close to a section's, say so instead of a puzzling "unknown key" inside it."""
     close = difflib.get_close_matches(name, [k for k in SUBTABLES if "." not in k], n=1, cutoff=0.8)
     if close and not set(overlay) <= TOP_FIELDS:
-        raise PolicyError(f"[cleanroom.{name}] is read as an environment overlay, and its keys are not "
-                          f"[cleanroom] keys; did you mean [cleanroom.{close[0]}]?", file=file,
-                          key=f"cleanroom.{name}", line=locator.line(["cleanroom", name]),
-                          allowed=f"sections {', '.join(k for k in SUBTABLES if '.' not in k)}, "
-                                  "or overlays holding [cleanroom] keys")
+        return PolicyError(f"[cleanroom.{name}] is read as an environment overlay, and its keys are not "
+                           f"[cleanroom] keys; did you mean [cleanroom.{close[0]}]?", file=file,
+                           key=f"cleanroom.{name}", line=locator.line(["cleanroom", name]),
+                           allowed=f"sections {', '.join(k for k in SUBTABLES if '.' not in k)}, "
+                                   "or overlays holding [cleanroom] keys")
+    return None
 
 
 def _split_overlays(table: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -125,27 +165,73 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _build(raw: dict[str, Any], *, file: str, prefix: list[str], locator: _Locator) -> CleanroomConfig:
-    def fail(path: list[str | int], message: str, allowed: str | None) -> PolicyError:
-        return PolicyError(message, file=file, key=_dotted(prefix + path),
-                           line=locator.line([*prefix, *path]),
-                           allowed=allowed)
+class _Errors:
+    """The errors of one build, and which keys (and list items) were taken out.
 
-    for key in ORIGIN_FIELDS:
-        if key in raw:
-            raise fail([key], "unknown key", _allowed_keys(CleanroomConfig))
-    data = _normalise_units(raw, fail)
-    try:
-        cfg = msgspec.convert(data, CleanroomConfig)
-    except msgspec.ValidationError as exc:
-        raise _translate(exc, fail) from None
-    _check_semantics(cfg, fail)
-    return cfg
+    Removing a list item shifts the later ones; ``original`` maps a position in the
+    shrunken list back to the one the user wrote, so every error names its line."""
+
+    def __init__(self, file: str, prefix: list[str], locator: Locator) -> None:
+        self.file, self.prefix, self.locator = file, prefix, locator
+        self.found: list[PolicyError] = []
+        self.keys: set[str] = set()
+        self._removed: dict[str, list[int]] = {}
+
+    def fail(self, path: list[str | int], message: str, allowed: str | None) -> PolicyError:
+        full = [*self.prefix, *path]
+        err = PolicyError(message, file=self.file, key=_dotted(full), line=self.locator.line(full), allowed=allowed)
+        self.found.append(err)
+        self.keys.add(".".join(p for p in path if isinstance(p, str)))
+        return err
+
+    def original(self, path: list[str | int]) -> list[str | int]:
+        if not path or not isinstance(path[-1], int):
+            return path
+        index = path[-1]
+        for gone in sorted(self._removed.get(_dotted(path[:-1]), [])):
+            if gone <= index:
+                index += 1
+        return [*path[:-1], index]
+
+    def removed(self, path: list[str | int], original: list[str | int]) -> None:
+        if path and isinstance(path[-1], int):
+            self._removed.setdefault(_dotted(path[:-1]), []).append(int(original[-1]))
+
+    def had_error(self, dotted: str) -> bool:
+        return dotted in self.keys
 
 
-def _normalise_units(raw: dict[str, Any], fail) -> dict[str, Any]:
-    """Human sizes and durations → numbers, before msgspec sees them."""
+def _build(raw: dict[str, Any], *, file: str, prefix: list[str],
+           locator: Locator) -> tuple[CleanroomConfig | None, list[PolicyError], dict[str, Any]]:
+    """(the config with bad keys at their defaults, the errors, the raw table without the bad keys)."""
+    out = _Errors(file, prefix, locator)
     data = copy.deepcopy(raw)
+    for key in ORIGIN_FIELDS:
+        if key in data:
+            out.fail([key], "unknown key", allowed_keys(CleanroomConfig))
+            del data[key]
+    _normalise_units(data, out)
+    clean = copy.deepcopy(data)
+    cfg = None
+    for _ in range(_MAX_ROUNDS):
+        try:
+            cfg = msgspec.convert(data, CleanroomConfig)
+            break
+        except msgspec.ValidationError as exc:
+            path, message, allowed = translate(exc)
+            original = out.original(path)
+            out.fail(original, message, allowed)
+            if not _drop(data, path):
+                break  # nothing left to take out: report what was found
+            out.removed(path, original)
+            _drop(clean, path)
+    if cfg is not None:
+        check_rules(cfg, out.fail, out.had_error)
+    return cfg, out.found, clean
+
+
+def _normalise_units(data: dict[str, Any], out: _Errors) -> None:
+    """Human sizes and durations → numbers, before msgspec sees them."""
     jobs = [(sec, names, parse_size, SIZE_FORMS) for sec, names in SIZE_FIELDS.items()]
     jobs += [(sec, names, parse_duration, DURATION_FORMS) for sec, names in DURATION_FIELDS.items()]
     for section, names, parse, forms in jobs:
@@ -160,109 +246,31 @@ def _normalise_units(raw: dict[str, Any], fail) -> dict[str, Any]:
                 try:
                     node[name] = parse(node[name])
                 except ValueError as exc:
-                    raise fail(parts + [name], str(exc).split(" (")[0], forms) from None
-    return data
+                    out.fail(parts + [name], str(exc).split(" (")[0], forms)
+                    del node[name]
 
 
-_PATH_RE = re.compile(r"at `\$(.*)`$")
+def _get(node: Any, path: list[str | int]) -> Any:
+    for part in path:
+        node = node[part]
+    return node
 
 
-def _translate(exc: msgspec.ValidationError, fail) -> PolicyError:
-    """msgspec's "... - at `$.a.b[2]`" → our key path and an allowed-values sentence."""
-    text = str(exc)
-    m = _PATH_RE.search(text)
-    path: list[str | int] = []
-    if m:
-        for part in re.findall(r"\.([A-Za-z0-9_]+)|\[(\d+)\]", m.group(1)):
-            path.append(part[0] if part[0] else int(part[1]))
-        text = text[: m.start()].rstrip(" -")
-    if text.startswith("Object contains unknown field"):
-        name = text.split("`")[1]
-        struct = _struct_at([p for p in path if isinstance(p, str)])
-        return fail(path + [name], "unknown key" + _did_you_mean(name, field_names(struct)), _allowed_keys(struct))
-    return fail(path, _plain(text), _allowed_for(text, path))
-
-
-def _did_you_mean(name: str, choices: list[str]) -> str:
-    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.75)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _plain(message: str) -> str:
-    """msgspec's "Expected `int` >= 1" → words; the allowed part carries the bounds."""
-    if re.match(r"Expected `[^`]+`\s*(>=|<=|>|<)", message):
-        return "out of range"
-    m = re.match(r"Expected `[^`]+`, got `([^`]+)`", message)
-    if m:
-        return f"wrong type (got {_TYPE_WORDS.get(m.group(1), m.group(1))})"
-    m = re.match(r"Invalid enum value (.+)$", message)
-    if m:
-        return f"unknown value {m.group(1)}"
-    return message
-
-
-_TYPE_WORDS = {"int": "an integer", "float": "a number", "str": "a string", "bool": "true or false",
-               "array": "a list", "object": "a table", "null": "nothing"}
-_LITERALS = {
-    "security_level": ", ".join(LEVELS),
-    "audit_level": ", ".join(LEVELS),
-    "network_mode": "none, egress, allowlist",
-}
-
-
-def _allowed_for(message: str, path: list[str | int]) -> str | None:
-    names = [p for p in path if isinstance(p, str)]
-    if "Invalid enum value" in message and names and names[-1] in _LITERALS:
-        return _LITERALS[names[-1]]
-    m = re.match(r"Expected `([^`]+)`(?:\s*(>=|<=|>|<)\s*([-\d.]+))?", message)
-    if not m:
-        return None
-    kinds = [_TYPE_WORDS.get(k.strip(), k.strip()) for k in m.group(1).split("|")]
-    allowed = " or ".join(k for k in kinds if k != "nothing")
-    if m.group(2):
-        allowed += f" {m.group(2)} {m.group(3)}"
-    return allowed
-
-
-def _struct_at(path: list[str]) -> type[msgspec.Struct]:
-    key = ".".join(path)
-    return SUBTABLES.get(key, CleanroomConfig)
-
-
-def _allowed_keys(struct: type[msgspec.Struct]) -> str:
-    return ", ".join(field_names(struct))
-
-
-def _check_semantics(cfg: CleanroomConfig, fail) -> None:
-    sp = cfg.security_policy
-    for field in ("blocked_addresses", "allowed_addresses"):
-        for i, cidr in enumerate(getattr(sp, field)):
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError:
-                raise fail(["security_policy", field, i], f"{cidr!r} is not a valid CIDR",
-                           'IPv4 or IPv6 networks like "10.0.0.0/8" or "fd00::/8"') from None
-    for i, pattern in enumerate(sp.redaction_patterns):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise fail(["security_policy", "redaction_patterns", i], f"invalid regular expression: {exc}",
-                       "Python regular expressions") from None
-    for i, cap in enumerate(sp.allowed_capabilities or []):
-        if normalise_capability(cap) not in CAPABILITIES:
-            raise fail(["security_policy", "allowed_capabilities", i], f"unknown capability {cap!r}",
-                       "Linux capability names such as CHOWN or CAP_NET_BIND_SERVICE")
-    if sp.network_mode == "allowlist" and not sp.allowed_addresses:
-        raise fail(["security_policy", "allowed_addresses"], "network_mode \"allowlist\" needs at least one address",
-                   "a list of CIDRs the sandbox may reach")
-    if sp.audit_hmac_key_env is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", sp.audit_hmac_key_env):
-        raise fail(["security_policy", "audit_hmac_key_env"], f"{sp.audit_hmac_key_env!r} is not a variable name",
-                   "an environment variable name like CLEANROOM_AUDIT_KEY")
-    sb = cfg.resource_limits.sandbox
-    if sb.memory_swap_bytes is not None and sb.memory_bytes is not None and sb.memory_swap_bytes < sb.memory_bytes:
-        raise fail(["resource_limits", "sandbox", "memory_swap_bytes"],
-                   f"memory+swap ({sb.memory_swap_bytes}) is below memory ({sb.memory_bytes})",
-                   "a value >= resource_limits.sandbox.memory_bytes")
+def _drop(node: Any, path: list[str | int]) -> bool:
+    """Remove what ``path`` points at; False when it is not there (no progress possible)."""
+    if not path:
+        return False
+    try:
+        parent = _get(node, path[:-1])
+        if isinstance(parent, dict) and path[-1] in parent:
+            del parent[path[-1]]
+            return True
+        if isinstance(parent, list) and isinstance(path[-1], int) and path[-1] < len(parent):
+            del parent[path[-1]]
+            return True
+    except (KeyError, IndexError, TypeError):
+        pass
+    return False
 
 
 def _dotted(path: list[str | int]) -> str:
@@ -275,91 +283,3 @@ def _dotted(path: list[str | int]) -> str:
 def _toml_error_line(message: str) -> int | None:
     m = re.search(r"line (\d+)", message)
     return int(m.group(1)) if m else None
-
-
-class _Locator:
-    """Best-effort line numbers: table headers, ``key =`` lines of the TOML text, and
-    the line each element of an array starts on (guide-style lists span lines)."""
-
-    _HEADER = re.compile(r"^\s*\[\s*([A-Za-z0-9_.\-\s\"]+?)\s*\]\s*(#.*)?$")
-    # Bare and dotted keys (resource_limits.max_container_count = 5), quotes allowed.
-    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"']+(?:\s*\.\s*[A-Za-z0-9_\-\"']+)*)\s*=\s*")
-
-    def __init__(self, text: str) -> None:
-        self.tables: dict[str, int] = {}
-        self.keys: dict[str, int] = {}
-        self.items: dict[str, list[int]] = {}
-        lines = text.splitlines()
-        current = ""
-        n = 0
-        while n < len(lines):
-            line = lines[n]
-            n += 1
-            h = self._HEADER.match(line)
-            if h and not line.lstrip().startswith("[["):
-                current = h.group(1).replace(" ", "").replace('"', "")
-                self.tables.setdefault(current, n)
-                continue
-            k = self._KEY.match(line)
-            if k:
-                key = re.sub(r"[\s\"']", "", k.group(1))
-                dotted = f"{current}.{key}" if current else key
-                self.keys.setdefault(dotted, n)
-                if line[k.end():].startswith("["):
-                    starts, last = _array_items(lines, n - 1, k.end())
-                    self.items.setdefault(dotted, starts)
-                    n = max(n, last)  # lines inside the array are not keys
-
-    def line(self, path: list[str | int]) -> int | None:
-        if path and isinstance(path[-1], int):
-            starts = self.items.get(".".join(str(p) for p in path[:-1] if isinstance(p, str)), [])
-            if path[-1] < len(starts):
-                return starts[path[-1]]
-        names = [p for p in path if isinstance(p, str)]
-        # The key itself, else the nearest enclosing key (an inline table's) or header.
-        while names:
-            prefix = ".".join(names)
-            if prefix in self.keys:
-                return self.keys[prefix]
-            if prefix in self.tables:
-                return self.tables[prefix]
-            names = names[:-1]
-        return None
-
-
-def _array_items(lines: list[str], row: int, col: int) -> tuple[list[int], int]:
-    """Line numbers where each top-level element of the array at lines[row][col] starts,
-    and the line number it closes on. Knows strings, escapes, comments and nesting."""
-    starts: list[int] = []
-    depth, quote, expecting = 0, "", True
-    for r in range(row, len(lines)):
-        text = lines[r]
-        i = col if r == row else 0
-        while i < len(text):
-            ch = text[i]
-            if quote:
-                if ch == "\\" and quote == '"':
-                    i += 1
-                elif ch == quote:
-                    quote = ""
-            elif ch == "#":
-                break
-            elif ch in "[{":
-                if depth == 1 and expecting:
-                    starts.append(r + 1)
-                    expecting = False
-                depth += 1
-            elif ch in "]}":
-                depth -= 1
-                if depth == 0:
-                    return starts, r + 1
-            elif ch == ",":
-                expecting = depth == 1 or expecting
-            elif not ch.isspace():
-                if depth == 1 and expecting:
-                    starts.append(r + 1)
-                    expecting = False
-                if ch in "\"'":
-                    quote = ch
-            i += 1
-    return starts, len(lines)

@@ -91,3 +91,14 @@ def test_port_not_allowed_is_refused_before_anything_is_made():
 def test_pids_limit_is_passed_for_hosts_that_honour_it():
     spec = build_spec(cfg("[cleanroom.resource_limits.sandbox]\npids_limit = 64\n"), IMG, ["x"])
     assert spec["resource_limits"]["pids"] == {"limit": 64}
+
+
+def test_process_isolation_on_is_private_pid_and_ipc_namespaces():
+    spec = build_spec(cfg(), IMG, ["x"])
+    assert spec["pidns"] == {"nsmode": "private"} and spec["ipcns"] == {"nsmode": "private"}
+
+
+def test_process_isolation_off_shares_the_host_pid_namespace_only():
+    spec = build_spec(cfg('[cleanroom.security_policy]\nsecurity_level = "Low"\nenable_process_isolation = false\n'),
+                      IMG, ["x"])
+    assert spec["pidns"] == {"nsmode": "host"} and spec["ipcns"] == {"nsmode": "private"}

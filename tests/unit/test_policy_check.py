@@ -52,12 +52,12 @@ SP = "[cleanroom.security_policy]\n"
 RISKY = [
     (SP + "enable_network_isolation = false\n", "security_policy.enable_network_isolation"),
     (SP + "enable_filesystem_isolation = false\n", "security_policy.enable_filesystem_isolation"),
-    (SP + "enable_process_isolation = false\n", "security_policy.enable_process_isolation"),
+    # Off is refused at High and Maximum (test_policy_compliance); below, it warns.
+    (SP + 'security_level = "Medium"\nenable_process_isolation = false\n', "security_policy.enable_process_isolation"),
     (SP + "enable_data_redaction = false\n", "security_policy.enable_data_redaction"),
     (SP + "enable_audit_logging = false\n", "security_policy.enable_audit_logging"),
     (SP + 'security_level = "Minimal"\n', "security_policy.security_level"),
     (SP + 'security_level = "Low"\n', "security_policy.security_level"),
-    (SP + 'compliance_standards = ["SOC2", "MADE-UP"]\n', "security_policy.compliance_standards"),
     (RL + "max_cpu_usage_percent = 10.0\n", "resource_limits.max_cpu_usage_percent"),
     (RL + "max_cpu_usage_percent = 100\n", "resource_limits.max_cpu_usage_percent"),
     (RL + 'max_memory_usage_bytes = "1999MiB"\n', "resource_limits.max_memory_usage_bytes"),
@@ -77,7 +77,8 @@ FINE = [
     RL + "max_container_count = 2\n",
     RL + "max_container_count = 99\n",
     SP + 'security_level = "Medium"\n',
-    SP + 'compliance_standards = ["SOC2", "ISO27001", "GDPR", "HIPAA", "PCI-DSS"]\n',
+    SP + 'compliance_standards = ["SOC2", "ISO27001", "GDPR", "HIPAA", "PCI-DSS"]\naudit_level = "High"\n'
+         'audit_hmac_key_env = "CLEANROOM_AUDIT_KEY"\n',
 ]
 
 

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import shlex
+import subprocess
 import tomllib
 from pathlib import Path
 
 import jsonschema
 import pytest
+import yaml
 from click.testing import CliRunner
 from guide_blocks import blocks
 
@@ -37,7 +42,7 @@ def test_check_prints_each_warning_and_exits_zero(tmp_path):
     assert f"policy OK: {f}" in r.output
 
 
-@pytest.mark.parametrize("name", ["default", "strict", "ci"])
+@pytest.mark.parametrize("name", ["default", "strict", "ci", "compliance"])
 def test_shipped_policies_check_clean(name):
     r = invoke("check", "--policy", str(REPO / "policies" / f"{name}.toml"))
     assert r.exit_code == 0 and "warning" not in r.output and "policy OK" in r.output
@@ -148,3 +153,71 @@ def test_good_guide_blocks_satisfy_the_schema():
 ])
 def test_schema_rejects_what_the_loader_rejects(doc):
     assert not _valid_against_schema(doc)
+
+
+# -- files as arguments, every error, the pre-commit hook ------------------------------
+TWO_ERRORS = "[cleanroom]\nenable_tracing = \"yes\"\n[cleanroom.resource_limits]\nmax_cpu = 3\n"
+
+
+def test_check_takes_files_as_arguments_and_reports_each(tmp_path):
+    good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
+    good.write_text(RISKY)
+    bad.write_text(TWO_ERRORS)
+    r = invoke("check", str(good), str(bad))
+    assert r.exit_code == 2
+    assert f"policy OK: {good}" in r.stdout and "enable_audit_logging" in r.stdout
+    assert "bad.toml:2: cleanroom.enable_tracing" in r.stderr
+    assert "bad.toml:4: cleanroom.resource_limits.max_cpu" in r.stderr  # not only the first error
+    assert f"policy INVALID: {bad}, 2 error(s)" in r.stderr
+
+
+def test_check_of_good_files_exits_zero(tmp_path):
+    files = [REPO / "policies" / f"{n}.toml" for n in ("default", "ci", "compliance")]
+    r = invoke("check", *map(str, files))
+    assert r.exit_code == 0 and r.stdout.count("policy OK") == 3
+
+
+def test_check_json_lists_every_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TWO_ERRORS)
+    r = invoke("check", str(bad), "--json")
+    data = json.loads(r.stdout)
+    assert r.exit_code == 2 and data["ok"] is False
+    assert [(e["line"], e["key"]) for e in data["errors"]] == [
+        (2, "cleanroom.enable_tracing"), (4, "cleanroom.resource_limits.max_cpu")]
+
+
+def test_check_reports_keys_accepted_but_not_enforced(tmp_path):
+    f = tmp_path / "p.toml"
+    f.write_text('[cleanroom.resource_limits]\nmax_disk_usage_bytes = "2GiB"\n')
+    r = invoke("check", str(f))
+    assert r.exit_code == 0
+    assert "note: cleanroom.resource_limits.max_disk_usage_bytes: accepted, not yet enforced" in r.stdout
+    assert "1 key(s) accepted but not enforced yet" in r.stdout
+
+
+def test_pre_commit_hook_runs_its_entry_on_a_good_and_a_bad_file(tmp_path):
+    hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
+    hook = next(h for h in hooks if h["id"] == "cleanroom-policy-check")
+    assert hook["entry"] == "cleanroom policy check" and hook["language"] == "python"
+    pattern = re.compile(hook["files"])
+    assert pattern.search("cleanroom.toml") and pattern.search("ci/cleanroom.prod.toml")
+    assert pattern.search("policies/strict.toml") and not pattern.search("pyproject.toml")
+    good, bad = tmp_path / "cleanroom.toml", tmp_path / "cleanroom.bad.toml"
+    good.write_text((REPO / "policies" / "default.toml").read_text())
+    bad.write_text(TWO_ERRORS)
+    # As pre-commit runs it: the entry, then the matching files; this checkout's code.
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    ok = subprocess.run([*shlex.split(hook["entry"]), str(good)], capture_output=True, text=True, env=env)
+    assert ok.returncode == 0 and f"policy OK: {good}" in ok.stdout, ok.stderr
+    both = subprocess.run([*shlex.split(hook["entry"]), str(good), str(bad)], capture_output=True, text=True, env=env)
+    assert both.returncode != 0
+    assert "cleanroom.bad.toml:2:" in both.stderr and "cleanroom.bad.toml:4:" in both.stderr
+
+
+def test_other_commands_show_every_error_of_a_bad_policy_too(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(TWO_ERRORS)
+    r = CliRunner().invoke(cli, ["run", "--policy", str(bad), "localhost/cleanroom/busybox:latest", "--", "true"])
+    assert r.exit_code == 2
+    assert "bad.toml:2: cleanroom.enable_tracing" in r.stderr and "bad.toml:4: cleanroom.resource_limits" in r.stderr

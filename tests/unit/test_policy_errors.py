@@ -6,6 +6,7 @@ import pytest
 
 from sandbox.errors import PolicyError
 from sandbox.policy import CleanroomConfig
+from sandbox.policy.loader import policy_errors
 
 # (case, toml, key path, line or None, text that must appear in "allowed")
 CASES = [
@@ -185,3 +186,72 @@ def test_any_value_on_any_key_is_a_policy_or_a_policy_error(text, env):
     check_policy(cfg)
     effective_isolation(cfg.security_policy)
     cfg.digest()
+
+
+# -- every error of a file, not only the first ---------------------------------------
+MANY = """[cleanroom]
+enable_tracing = "yes"
+test_execution_timeout = "soon"
+[cleanroom.resource_limits]
+max_cpu = 3
+max_cpu_usage_percent = nan
+[cleanroom.security_policy]
+allowed_ports = [5432, 0, 6379,
+                 70000]
+blocked_addresses = ["10.0.0.0/99"]
+security_level = "Ultra"
+[cleanroom.prod]
+container_startup_timeout = -1
+"""
+
+
+def test_every_error_of_a_file_is_collected_with_its_line():
+    _, errors = policy_errors(MANY, file="many.toml")
+    found = sorted((e.line, e.key) for e in errors)
+    assert found == [
+        (2, "cleanroom.enable_tracing"),
+        (3, "cleanroom.test_execution_timeout"),
+        (5, "cleanroom.resource_limits.max_cpu"),
+        (6, "cleanroom.resource_limits.max_cpu_usage_percent"),
+        (8, "cleanroom.security_policy.allowed_ports[1]"),
+        (9, "cleanroom.security_policy.allowed_ports[3]"),  # its index as written, after [1] was taken out
+        (10, "cleanroom.security_policy.blocked_addresses[0]"),
+        (11, "cleanroom.security_policy.security_level"),
+        (13, "cleanroom.prod.container_startup_timeout"),  # the base's errors are not repeated per overlay
+    ]
+    assert all(e.file == "many.toml" for e in errors)
+
+
+def test_the_raised_error_is_the_first_and_carries_them_all():
+    with pytest.raises(PolicyError) as info:
+        CleanroomConfig.from_toml(MANY, file="many.toml")
+    assert len(info.value.errors) == 9 and info.value.errors[0] is info.value
+
+
+def test_a_cross_key_rule_is_not_judged_on_a_stand_in_default():
+    # memory_bytes is bad (its 512 MiB default stands in): "swap below memory" would be noise.
+    text = '[cleanroom.resource_limits.sandbox]\nmemory_bytes = "lots"\nmemory_swap_bytes = "256MiB"\n'
+    _, errors = policy_errors(text)
+    assert [e.key for e in errors] == ["cleanroom.resource_limits.sandbox.memory_bytes"]
+
+
+def test_a_good_file_has_no_errors():
+    cfg, errors = policy_errors("[cleanroom]\ntest_execution_timeout = 60\n", file="ok.toml")
+    assert errors == [] and cfg.test_execution_timeout == 60 and cfg.source_file == "ok.toml"
+
+
+def test_several_non_finite_items_of_one_list_are_each_reported():
+    _, errors = policy_errors("[cleanroom.security_policy]\nallowed_ports = [inf, 5432, nan]\n")
+    assert [e.key for e in errors] == ["cleanroom.security_policy.allowed_ports[0]",
+                                       "cleanroom.security_policy.allowed_ports[2]"]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_documents(), min_size=2, max_size=5))
+def test_collecting_every_error_never_crashes_and_agrees_with_loading(docs):
+    # Several tables, keys repeated across them: TOML may refuse the file, the loader
+    # must still answer with errors (never an exception of its own).
+    text = "".join(docs)
+    cfg, errors = policy_errors(text, file="fuzz.toml")
+    assert (cfg is None) == bool(errors)
+    assert all(e.file == "fuzz.toml" for e in errors)
