@@ -5,8 +5,6 @@ driver lookup is replaced; the confiner's real behaviour is in tests/security.)"
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 import sandbox.confine as confine
@@ -19,16 +17,16 @@ def no_cgroups(monkeypatch):
     monkeypatch.setattr(confine, "make_driver", lambda: None)
 
 
-def env(toml: str = "") -> SimpleNamespace:
-    return SimpleNamespace(config=CleanroomConfig.from_toml(toml), id="env-test")
+def confiners(toml: str = "") -> list:
+    return confine.confiners_for(CleanroomConfig.from_toml(toml), "env-test", lambda *a, **k: None)
 
 
 def test_on_without_cgroup_delegation_refuses_naming_the_key(no_cgroups):
     with pytest.raises(CleanroomError) as info:
-        confine.confiners_for(env())
+        confiners()
     assert "enable_resource_monitoring = false" in str(info.value)
 
 
 def test_off_without_cgroup_delegation_runs_unconfined(no_cgroups):
-    made = confine.confiners_for(env("[cleanroom.resource_limits]\nenable_resource_monitoring = false\n"))
+    made = confiners("[cleanroom.resource_limits]\nenable_resource_monitoring = false\n")
     assert not any(isinstance(c, confine.CgroupConfiner) for c in made)
