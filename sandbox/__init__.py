@@ -1,6 +1,7 @@
 """cleanroom: hermetic, policy-governed test sandboxes on rootless Podman."""
 
 from sandbox.errors import (
+    AuditError,
     CleanroomError,
     ContainerError,
     EngineUnavailable,
@@ -48,6 +49,7 @@ __all__ = [
     "PostgresContainer",
     "RedisContainer",
     "TestOutcome",
+    "AuditError",
     "CleanroomError",
     "ContainerError",
     "EngineUnavailable",
