@@ -27,8 +27,9 @@ die() { printf '[setup-host] error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and delegates cgroups); as a normal user with rootless Podman working, skip set-up"
 
 # --- 1. packages -------------------------------------------------------------------
+# gcc + libc6-dev: the security tests build a static seccomp probe (tests/security/seccomp_probe.c).
 PKGS=(podman runc slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap busybox-static
-      python3-venv python3-dev iproute2 procps curl file)
+      python3-venv python3-dev iproute2 procps curl file gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,6 +26,7 @@ from sandbox.policy.model import (
     CleanroomConfig,
     field_names,
 )
+from sandbox.policy.seccomp_file import profile_problem
 from sandbox.policy.units import DURATION_FORMS, SIZE_FORMS, parse_duration, parse_size
 
 TOP_FIELDS = set(field_names(CleanroomConfig))
@@ -140,7 +141,24 @@ def _build(raw: dict[str, Any], *, file: str, prefix: list[str], locator: _Locat
     except msgspec.ValidationError as exc:
         raise _translate(exc, fail) from None
     _check_semantics(cfg, fail)
-    return cfg
+    return _resolve_seccomp(cfg, file, fail)
+
+
+def _resolve_seccomp(cfg: CleanroomConfig, file: str, fail) -> CleanroomConfig:
+    """A user's own seccomp profile: made absolute (relative to the policy file, since the
+    Podman service reads it from its own directory) and checked to be a usable profile."""
+    sp = cfg.security_policy
+    if sp.seccomp_profile in (None, "default"):
+        return cfg
+    path = Path(sp.seccomp_profile).expanduser()
+    if not path.is_absolute():
+        base = Path(file).resolve().parent if Path(file).is_file() else Path.cwd()
+        path = base / path
+    problem = profile_problem(path)
+    if problem:
+        raise fail(["security_policy", "seccomp_profile"], problem,
+                   '"default" (cleanroom\'s profile for the security level) or the path of a JSON seccomp profile')
+    return cfg.with_changes(security_policy=msgspec.structs.replace(sp, seccomp_profile=str(path)))
 
 
 def _normalise_units(raw: dict[str, Any], fail) -> dict[str, Any]:
