@@ -3,6 +3,7 @@
 import importlib
 
 from sandbox.errors import (
+    AuditError,
     CleanroomError,
     ContainerError,
     ContainerNotFound,
@@ -52,6 +53,7 @@ __all__ = [
     "CommandSucceeds",
     "HttpOk",
     "AllOf",
+    "AuditError",
     "CleanroomError",
     "ContainerError",
     "ContainerNotFound",

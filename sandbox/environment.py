@@ -25,6 +25,7 @@ from sandbox.engine.types import Confiner, NetworkAttachment
 from sandbox.environment_metrics import Metrics
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
 from sandbox.policy import CleanroomConfig
+from sandbox.policy.compliance import controls_snapshot
 from sandbox.redact import Redactor, install_log_redaction
 from sandbox.services.registry import ServiceRegistry
 from sandbox.testing.execute import TestExecutor, TestOutcome
@@ -80,7 +81,7 @@ class CleanroomEnvironment:
         install_log_redaction()
         self._api = LibpodAPI(self._url, redact=self._redactor.redact)
         if self.config.security_policy.enable_audit_logging:
-            self._audit_dir.mkdir(parents=True, exist_ok=True)
+            # AuditLog makes the directory itself; an unwritable one is an AuditError.
             self._audit_log = AuditLog.for_policy(self.config.security_policy, self._audit_dir, self.id,
                                                   self._redactor)
         if self._confine:
@@ -94,7 +95,7 @@ class CleanroomEnvironment:
         self._opened = True
         self._audit("environment.opened", "Minimal", environment=self.id,
                     policy_file=self.config.source_file, policy_env=self.config.environment)
-        self._audit("policy.applied", "Medium", digest=self.config.digest())
+        self._audit("policy.applied", "Medium", digest=self.config.digest(), controls=controls_snapshot(self.config))
         logger.info("environment opened", environment=self.id, engine=self._api.url)
         return self
 
@@ -117,11 +118,17 @@ class CleanroomEnvironment:
             except Exception as exc:
                 logger.warning("environment cleanup step failed", error=str(exc))
         self._confiners = []
-        self._audit("environment.closed", "Minimal", environment=self.id)
-        if self._audit_log is not None:
-            self._audit_log.close()
-        if self._api is not None:
-            self._api.close()
+        try:
+            self._audit("environment.closed", "Minimal", environment=self.id)
+        finally:
+            # A trail that cannot be written raises on every record; it still gets closed
+            # (left unsealed, so verify says so), and so does the connection.
+            try:
+                if self._audit_log is not None:
+                    self._audit_log.close()
+            finally:
+                if self._api is not None:
+                    self._api.close()
         logger.info("environment closed", environment=self.id)
 
     def __enter__(self) -> CleanroomEnvironment:
@@ -135,6 +142,12 @@ class CleanroomEnvironment:
     def audit_path(self) -> Path | None:
         """The audit log file, or None when audit logging is off."""
         return Path(self._audit_log.path) if self._audit_log is not None else None
+
+    @property
+    def audit_head(self) -> str | None:
+        """The audit chain's newest hash: kept elsewhere, it anchors the chain
+        (`cleanroom audit verify FILE --head HASH`)."""
+        return self._audit_log.head if self._audit_log is not None else None
 
     @property
     def services(self) -> ServiceRegistry:

@@ -118,6 +118,16 @@ class EngineUnavailable(CleanroomError):
         super().__init__("\n".join(lines))
 
 
+class AuditError(CleanroomError):
+    """The audit trail cannot be written or continued: no work may run unaudited."""
+
+    def __init__(self, path: str, problem: str, fix: str) -> None:
+        self.path = path
+        self.problem = problem
+        self.fix = fix
+        super().__init__(f"audit log {path}: {problem}; nothing runs unaudited. fix: {fix}")
+
+
 __all__ = [
     "CleanroomError",
     "PolicyError",
@@ -127,4 +137,5 @@ __all__ = [
     "NetworkPolicyViolation",
     "TimeoutExceeded",
     "EngineUnavailable",
+    "AuditError",
 ]

@@ -9,6 +9,7 @@
 #   5. a delegated cgroup v1 subtree cleanroom.<user> under memory, pids, cpu, cpuacct
 #   6. a Python venv the user can read, with cleanroom's dependencies
 #   7. the Podman API service, started as that user on a known socket, PID kept in a file
+#      (scripts/podman-service.sh: the PID that serves the socket; running containers survive)
 #
 # Environment knobs: CLEANROOM_USER (default cleanroom), CLEANROOM_VENV (default
 # /opt/cleanroom/venv), CLEANROOM_SKIP_APT=1 to skip the package step.
@@ -27,8 +28,9 @@ die() { printf '[setup-host] error: %s\n' "$*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages and delegates cgroups); as a normal user with rootless Podman working, skip set-up"
 
 # --- 1. packages -------------------------------------------------------------------
+# gcc + libc6-dev: the security tests build a static seccomp probe (tests/security/seccomp_probe.c).
 PKGS=(podman runc slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap busybox-static
-      python3-venv python3-dev iproute2 procps curl file)
+      python3-venv python3-dev iproute2 procps curl file gcc libc6-dev)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -51,11 +53,15 @@ fi
 CR_UID=$(id -u "$CR_USER")
 CR_GID=$(id -g "$CR_USER")
 CR_HOME=$(getent passwd "$CR_USER" | cut -d: -f6)
-# useradd adds ranges on Debian, but a user made some other way may lack them.
+# useradd adds ranges on Debian, but a user made some other way may lack them. A change
+# here means an existing user namespace has the wrong mapping: the service start below
+# then runs `podman system migrate` (which stops running containers) — and only then.
+USERNS_CHANGED=0
 for f in /etc/subuid /etc/subgid; do
   if ! grep -q "^$CR_USER:" "$f" 2>/dev/null; then
     log "adding $f range for $CR_USER"
     usermod --add-subuids 200000-265535 --add-subgids 200000-265535 "$CR_USER"
+    USERNS_CHANGED=1
   fi
 done
 
@@ -146,54 +152,21 @@ SOCK="$RUNTIME_DIR/podman/podman.sock"
 PIDFILE="$STATE_DIR/podman-service.pid"
 as_user() { runuser -u "$CR_USER" -- env HOME="$CR_HOME" XDG_RUNTIME_DIR="$RUNTIME_DIR" \
               PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "$@"; }
-
-service_alive() {
-  [ -f "$PIDFILE" ] || return 1
-  pid=$(cat "$PIDFILE")
-  kill -0 "$pid" 2>/dev/null || return 1
-  [ "$(ps -o user= -p "$pid" | tr -d ' ')" = "$CR_USER" ] || return 1
-  as_user curl -s --max-time 3 --unix-socket "$SOCK" http://d/_ping 2>/dev/null | grep -q OK
-}
+podman_service() { CLEANROOM_USER="$CR_USER" CLEANROOM_USERNS_CHANGED="$USERNS_CHANGED" PODMAN_SOCK="$SOCK" \
+              PODMAN_PIDFILE="$PIDFILE" bash "$HERE/podman-service.sh" "$@"; }
 
 # A store made earlier with vfs cannot be opened with overlay: stop our service (by
 # its recorded PID), reset the store, and let build-images.sh import the images again.
 if [ -d "$CR_HOME/.local/share/containers/storage/vfs" ]; then
   log "migrating $CR_USER's container storage from vfs to overlay (images will be re-imported)"
-  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
-    kill "$(cat "$PIDFILE")"; sleep 1
-  fi
+  podman_service stop || true
   as_user podman --storage-driver vfs system reset -f >/dev/null 2>&1 || true
   rm -rf "$CR_HOME/.local/share/containers/storage/vfs"*
 fi
 
-if command -v curl >/dev/null 2>&1 && service_alive; then
-  log "Podman API service already running (pid $(cat "$PIDFILE")) on $SOCK"
-else
-  command -v curl >/dev/null 2>&1 || { apt-get install -y -qq curl >/dev/null; }
-  # A crashed run may leave a stale socket; podman refuses to bind over it.
-  rm -f "$SOCK"
-  as_user podman system migrate >/dev/null 2>&1 || true
-  log "starting Podman API service as $CR_USER on $SOCK"
-  as_user mkdir -p "$CR_HOME/.local/state/cleanroom"
-  setsid runuser -u "$CR_USER" -- env HOME="$CR_HOME" XDG_RUNTIME_DIR="$RUNTIME_DIR" \
-      PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-      podman system service --time=0 "unix://$SOCK" \
-      >>"$CR_HOME/.local/state/cleanroom/podman-service.log" 2>&1 < /dev/null &
-  # runuser forks podman as its child; record podman's own PID so stopping it is exact.
-  rpid=$!
-  for _ in $(seq 1 100); do
-    ppid=$(pgrep -P "$rpid" -u "$CR_USER" 2>/dev/null | head -n1 || true)
-    [ -n "$ppid" ] && [ -S "$SOCK" ] && break
-    sleep 0.1
-  done
-  echo "${ppid:-$rpid}" > "$PIDFILE"
-  for _ in $(seq 1 100); do
-    as_user curl -s --max-time 2 --unix-socket "$SOCK" http://d/_ping 2>/dev/null | grep -q OK && break
-    sleep 0.1
-  done
-  service_alive || die "the Podman API service did not answer on $SOCK; see $CR_HOME/.local/state/cleanroom/podman-service.log"
-  log "Podman API service up (pid $(cat "$PIDFILE"))"
-fi
+# Start it unless it answers. Running containers (singletons) survive: no migrate unless the
+# ranges above just changed; the PID file gets the PID that serves the socket (see the script).
+podman_service start || die "the Podman API service did not start on $SOCK; see $CR_HOME/.local/state/cleanroom/podman-service.log"
 echo "unix://$SOCK" > "$CONF_DIR/podman-socket"
 chmod 0644 "$CONF_DIR/podman-socket"
 log "done: user=$CR_USER socket=unix://$SOCK venv=$VENV"

@@ -11,8 +11,10 @@ import msgspec
 
 from sandbox.confine import cgroup_driver_name
 from sandbox.confine.cgroups import make_driver
+from sandbox.confine.seccomp import FLAVOUR, shipped_profile
 from sandbox.engine.libpod import LibpodAPI
-from sandbox.errors import EngineUnavailable
+from sandbox.errors import EngineUnavailable, PolicyError
+from sandbox.policy.seccomp_file import profile_problem
 
 IMAGES = ("localhost/cleanroom/busybox:latest", "localhost/cleanroom/services:bookworm")
 
@@ -36,6 +38,32 @@ def _cgroup_checks() -> list[Check]:
               f"driver: {cgroup_driver_name()}",
               "" if delegated else "run scripts/setup-host.sh as root (it delegates cleanroom.<user>)"),
     ]
+
+
+_FLAVOUR_SUMMARY = {
+    "baseline": "the engine default's syscall surface, pinned",
+    "hardened": "EPERM for new user namespaces, keyrings, ptrace, process_vm_*, bpf, perf, userfaultfd, io_uring, "
+                "mounts, kexec/modules, open_by_handle_at; clone3 ENOSYS; native ABI only",
+}
+
+
+def _seccomp_checks() -> list[Check]:
+    """The profile each security level runs under, and whether the kernel can apply one."""
+    avail = _lines("/proc/sys/kernel/seccomp/actions_avail")
+    kernel_ok = bool(avail) and "errno" in avail[0].split()
+    checks = [Check("seccomp (kernel)", kernel_ok, avail[0] if avail else "no seccomp filter support",
+                    "" if kernel_ok else "a kernel built with CONFIG_SECCOMP_FILTER")]
+    for level, flavour in FLAVOUR.items():
+        try:
+            path = shipped_profile(level)
+        except PolicyError as exc:
+            checks.append(Check(f"seccomp {level}", False, exc.reason, exc.allowed or ""))
+            continue
+        problem = profile_problem(path)
+        checks.append(Check(f"seccomp {level}", problem is None,
+                            problem or f"cleanroom {flavour} ({path}): {_FLAVOUR_SUMMARY[flavour]}",
+                            "reinstall cleanroom (the shipped profile is missing or damaged)" if problem else ""))
+    return checks
 
 
 def collect(url: str | None) -> list[Check]:
@@ -71,6 +99,7 @@ def collect(url: str | None) -> list[Check]:
         finally:
             api.close()
     checks.extend(_cgroup_checks())
+    checks.extend(_seccomp_checks())
     tun = Path("/dev/net/tun")
     tun_ok = tun.exists() and os.access(tun, os.R_OK | os.W_OK)
     checks.append(Check("/dev/net/tun", tun_ok, "usable" if tun_ok else "not usable by this user",

@@ -33,7 +33,15 @@ def _fmt_bytes(n: int | None) -> str:
     return str(n)
 
 
-def _summary(result, audit_path) -> str:
+def _audit_where(env_obj) -> str:
+    """Where the audit went and its head hash (kept elsewhere, it anchors the chain: audit verify --head)."""
+    if not env_obj.audit_path:
+        return "audit off"
+    head = env_obj.audit_head
+    return f"audit {env_obj.audit_path}" + (f" head {head}" if head else "")
+
+
+def _summary(result, audit_where: str) -> str:
     u = result.usage
     parts = [f"exit {result.exit_code}", f"{result.duration_seconds:.2f} s"]
     if u.peak_memory_bytes is not None:
@@ -56,7 +64,7 @@ def _summary(result, audit_path) -> str:
         parts.append(f"LIMIT {b.limit} {value} hit: {b.detail}" if b.detail else f"LIMIT {b.limit} {value} hit")
     if result.redactions:
         parts.append("redacted " + ", ".join(f"{k}×{v}" for k, v in sorted(result.redactions.items())))
-    parts.append(f"audit {audit_path}" if audit_path else "audit off")
+    parts.append(audit_where)
     return "cleanroom: " + " · ".join(parts)
 
 
@@ -89,7 +97,7 @@ def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command) -
             )
     except TimeoutExceeded as exc:
         click.echo(f"cleanroom: timeout: {exc.what} exceeded {exc.timeout:g} s; sandbox killed and removed"
-                   + (f" · audit {env_obj.audit_path}" if env_obj.audit_path else ""), err=True)
+                   + (f" · {_audit_where(env_obj)}" if env_obj.audit_path else ""), err=True)
         return EXIT_TIMEOUT
     except EngineUnavailable as exc:
         die(str(exc), EXIT_ENGINE)
@@ -101,7 +109,8 @@ def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command) -
         data = msgspec.to_builtins(result)
         data["verdict"] = result.verdict
         data["audit_path"] = str(env_obj.audit_path) if env_obj.audit_path else None
+        data["audit_head"] = env_obj.audit_head
         click.echo(msgspec.json.encode(data).decode())
     else:
-        click.echo(_summary(result, env_obj.audit_path), err=True)
+        click.echo(_summary(result, _audit_where(env_obj)), err=True)
     return result.exit_code if result.exit_code >= 0 else EXIT_ENGINE

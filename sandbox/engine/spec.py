@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sandbox.confine.seccomp import profile_for
 from sandbox.errors import NetworkPolicyViolation
 
 # Deterministic execution pins what commonly leaks the host into output.
@@ -137,9 +138,9 @@ def build_spec(
             spec["cap_add"] = [c.upper().removeprefix("CAP_") for c in iso.allowed_capabilities]
     if iso.no_new_privileges:
         spec["no_new_privileges"] = True
-    profile = getattr(iso, "seccomp_profile", None)
-    if profile and profile != "default":
-        spec["seccomp_profile_path"] = profile
+    # Always a file of ours (the level's) or the policy's own: never whatever the host's
+    # engine default happens to be.
+    spec["seccomp_profile_path"] = str(profile_for(policy.security_policy))
     if limits.pids_limit:
         # Ignored by rootless Podman on cgroup v1 (cleanroom enforces it itself there);
         # honoured natively on cgroup v2.

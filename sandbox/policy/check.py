@@ -47,6 +47,9 @@ def check_policy(cfg: CleanroomConfig) -> list[PolicyWarning]:
     if sp.security_level in ("Minimal", "Low"):
         warn("security_policy.security_level", f"security level {sp.security_level} keeps capabilities and a "
              "writable root; use High or Maximum")
+    if sp.seccomp_profile not in (None, "default") and sp.security_level in ("High", "Maximum"):
+        warn("security_policy.seccomp_profile", f"your own profile replaces cleanroom's hardened one at "
+             f"{sp.security_level}: only the denials your file makes apply")
     if sp.enable_data_redaction and not sp.enable_builtin_redaction_rules and not sp.redaction_patterns:
         warn("security_policy.redaction_patterns", "redaction is on but has no rules (built-in rules off, no patterns)")
 

@@ -25,6 +25,7 @@ from sandbox.policy.locate import Locator
 from sandbox.policy.messages import allowed_keys, translate
 from sandbox.policy.model import DURATION_FIELDS, ORIGIN_FIELDS, SIZE_FIELDS, SUBTABLES, CleanroomConfig, field_names
 from sandbox.policy.rules import check_rules
+from sandbox.policy.seccomp_file import profile_problem
 from sandbox.policy.units import DURATION_FORMS, SIZE_FORMS, parse_duration, parse_size
 
 TOP_FIELDS = set(field_names(CleanroomConfig))
@@ -227,7 +228,26 @@ def _build(raw: dict[str, Any], *, file: str, prefix: list[str],
             _drop(clean, path)
     if cfg is not None:
         check_rules(cfg, out.fail, out.had_error)
+        cfg = _resolve_seccomp(cfg, file, out)
     return cfg, out.found, clean
+
+
+def _resolve_seccomp(cfg: CleanroomConfig, file: str, out: _Errors) -> CleanroomConfig:
+    """A user's own seccomp profile: made absolute (relative to the policy file, since the
+    Podman service reads it from its own directory) and checked to be a usable profile."""
+    sp = cfg.security_policy
+    if sp.seccomp_profile in (None, "default"):
+        return cfg
+    path = Path(sp.seccomp_profile).expanduser()
+    if not path.is_absolute():
+        base = Path(file).resolve().parent if Path(file).is_file() else Path.cwd()
+        path = base / path
+    problem = profile_problem(path)
+    if problem:
+        out.fail(["security_policy", "seccomp_profile"], problem,
+                 '"default" (cleanroom\'s profile for the security level) or the path of a JSON seccomp profile')
+        return cfg
+    return cfg.with_changes(security_policy=msgspec.structs.replace(sp, seccomp_profile=str(path)))
 
 
 def _normalise_units(data: dict[str, Any], out: _Errors) -> None:

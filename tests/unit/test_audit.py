@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from sandbox.audit import AuditLog, verify_audit_log
 from sandbox.cli.main import cli
+from sandbox.errors import AuditError
 from sandbox.redact import Redactor
 
 
@@ -26,7 +27,7 @@ def lines(path):
 def test_intact_log_verifies(tmp_path):
     p = make_log(tmp_path / "a.jsonl")
     r = verify_audit_log(p)
-    assert r.ok and r.records == 5
+    assert r.ok and r.sealed and r.records == 6  # five records and the seal
 
 
 def test_edited_record_is_detected(tmp_path):
@@ -74,7 +75,7 @@ def test_truncated_tail_is_reported_never_accepted(tmp_path):
     data = p.read_bytes()
     p.write_bytes(data[:-30])  # cut mid-record, as a killed writer would
     r = verify_audit_log(p)
-    assert not r.ok and r.first_bad_seq == 4 and "truncated" in r.reason
+    assert not r.ok and r.first_bad_seq == 5 and "truncated" in r.reason and r.problem == "truncated"
 
 
 def test_missing_final_newline_is_truncation(tmp_path):
@@ -85,7 +86,7 @@ def test_missing_final_newline_is_truncation(tmp_path):
 
 
 def test_keyed_log_rejects_a_fully_recomputed_forgery(tmp_path):
-    from sandbox.audit.log import record_hash
+    from sandbox.audit.chain import record_hash
 
     p = make_log(tmp_path / "a.jsonl", key=b"k1")
     assert verify_audit_log(p, key=b"k1").ok
@@ -108,7 +109,7 @@ def test_levels_filter_records(tmp_path):
         assert log.record("a", "Minimal") is not None
         assert log.record("b", "Medium") is not None
         assert log.record("c", "High") is None
-    assert verify_audit_log(tmp_path / "m.jsonl").records == 2
+    assert verify_audit_log(tmp_path / "m.jsonl").records == 3  # a, b and the seal
 
 
 def test_strings_are_redacted_before_hashing(tmp_path):
@@ -124,16 +125,17 @@ def test_appending_continues_the_chain_and_refuses_a_broken_one(tmp_path):
     p = make_log(tmp_path / "a.jsonl", n=2)
     with AuditLog(p) as log:
         log.record("more", "Minimal")
-    assert verify_audit_log(p).records == 3
+    # seal, audit.resumed, more, seal
+    assert verify_audit_log(p).records == 3 + 3
     p.write_bytes(p.read_bytes()[:-5])
-    with pytest.raises(ValueError):
+    with pytest.raises(AuditError, match="refusing to append"):
         AuditLog(p)
 
 
 def test_cli_verify_exit_codes(tmp_path, monkeypatch):
     p = make_log(tmp_path / "a.jsonl")
     r = CliRunner().invoke(cli, ["audit", "verify", str(p)])
-    assert r.exit_code == 0 and "5 records" in r.output
+    assert r.exit_code == 0 and "6 records" in r.output and "sealed" in r.output
     ls = lines(p)
     del ls[3]
     p.write_text("".join(ls))

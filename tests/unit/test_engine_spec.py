@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 
 from sandbox.engine.spec import build_spec, check_ports
@@ -26,7 +28,8 @@ def test_default_is_network_none_readonly_root_caps_dropped_nnp():
     assert spec["cap_drop"] == ["ALL"]
     assert spec["no_new_privileges"] is True
     assert spec["labels"] == {"a": "b"}
-    assert "seccomp_profile_path" not in spec  # Podman's default seccomp profile stays on
+    # The default level (High) runs under cleanroom's hardened profile, not the engine's default.
+    assert spec["seccomp_profile_path"].endswith(f"hardened-{platform.machine()}.json")
 
 
 def test_maximum_level_adds_no_capability_back():
