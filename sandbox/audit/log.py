@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from sandbox.audit.chain import GENESIS, RESUME_EVENT, SEAL_EVENT, encode_line, record_hash, seal_data
+from sandbox.audit.recent import redact_values
 from sandbox.audit.verify import verify_audit_log
 from sandbox.errors import AuditError, PolicyError
+from sandbox.policy.model import LEVELS
 
-LEVELS = ("Minimal", "Low", "Medium", "High", "Maximum")
 _FIX = "make the directory writable for this user and free disk space, or set audit_log_dir (CLEANROOM_AUDIT_DIR)"
 
 
@@ -36,14 +37,6 @@ def level_at_least(level: str, minimum: str) -> bool:
     return LEVELS.index(level) >= LEVELS.index(minimum)
 
 
-def _redact_value(value: Any, redact) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {k: _redact_value(v, redact) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redact_value(v, redact) for v in value]
-    return value
 
 
 class AuditLog:
@@ -152,7 +145,7 @@ class AuditLog:
         """Append one record if the log's level asks for it. Raises AuditError if it cannot be written."""
         if not level_at_least(self.level, min_level):
             return None
-        data = _redact_value(data, self._redact)
+        data = redact_values(data, self._redact)
         with self._lock:
             if self._failed is None and (self._sealed or self._fh.closed):
                 return None

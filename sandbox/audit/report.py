@@ -20,7 +20,7 @@ import msgspec
 from sandbox.audit.verify import verify_audit_log
 from sandbox.errors import PolicyError
 from sandbox.policy.compliance import CONTROLS, STANDARDS, canonical_standard, controls_snapshot
-from sandbox.policy.loader import load_policy
+from sandbox.policy.config import CleanroomConfig
 
 
 class ControlEvidence(msgspec.Struct):
@@ -126,7 +126,7 @@ def _snapshot(applied: list[dict], opened: list[dict], digests: list[str], polic
             return None, "unknown: the log names no policy file and none was given (--policy)"
         policy, env = named[0]["policy_file"], env or named[0].get("policy_env")
     try:
-        cfg = load_policy(policy, env=env or "")
+        cfg = CleanroomConfig.from_file(policy, env or "")
     except PolicyError as exc:
         return None, f"unknown: {exc}"
     if cfg.digest() != digests[0]:

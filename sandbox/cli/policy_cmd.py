@@ -12,7 +12,7 @@ import msgspec
 
 from sandbox.cli.common import EXIT_POLICY, policy_options
 from sandbox.errors import PolicyError
-from sandbox.policy import CleanroomConfig, check_policy
+from sandbox.policy import CleanroomConfig, check_policy, policy_json_schema
 from sandbox.policy.effects import not_enforced
 from sandbox.policy.loader import policy_file_errors
 
@@ -51,7 +51,7 @@ def check(files: tuple[str, ...], policy: str | None, env: str | None, as_json: 
 
 def _load(target: str | None, env: str | None) -> tuple[CleanroomConfig | None, list[PolicyError]]:
     if target is not None:
-        return policy_file_errors(target, env=env)
+        return policy_file_errors(target, overlay=env, into=CleanroomConfig)
     if env:
         return None, [PolicyError(f"--env {env} given but no policy file (pass a FILE or --policy FILE)")]
     return CleanroomConfig.default(), []
@@ -87,6 +87,4 @@ def _as_dict(where: str, env: str | None, cfg: CleanroomConfig | None, errors: l
 @policy_group.command("schema")
 def schema() -> None:
     """Print a JSON Schema of the policy format, for editors."""
-    from sandbox.policy import policy_json_schema
-
     click.echo(json.dumps(policy_json_schema(), indent=2))

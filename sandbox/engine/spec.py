@@ -9,15 +9,14 @@ from typing import Any
 
 from sandbox.confine.seccomp import profile_for
 from sandbox.errors import NetworkPolicyViolation
+from sandbox.policy import Isolation, effective_isolation
 
 # Deterministic execution pins what commonly leaks the host into output.
 _DETERMINISTIC_ENV = {"TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 DEFAULT_HOSTNAME = "cleanroom"
 
 
-def _iso(policy: Any):
-    from sandbox.policy import effective_isolation
-
+def _iso(policy: Any) -> Isolation:
     return effective_isolation(policy.security_policy)
 
 

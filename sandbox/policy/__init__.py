@@ -1,11 +1,11 @@
 """Policy files: TOML → typed, validated CleanroomConfig (with an overlay applied)."""
 
 from sandbox.policy.check import PolicyWarning, check_policy
+from sandbox.policy.config import CleanroomConfig
 from sandbox.policy.isolation import Isolation, effective_isolation
-from sandbox.policy.loader import load_policy, load_policy_text
 from sandbox.policy.model import (
-    CleanroomConfig,
     PerformanceMonitoring,
+    PolicyConfig,
     ResourceLimits,
     SandboxLimits,
     SecurityPolicy,
@@ -23,8 +23,7 @@ __all__ = [
     "Thresholds",
     "Isolation",
     "effective_isolation",
-    "load_policy",
-    "load_policy_text",
+    "PolicyConfig",
     "check_policy",
     "PolicyWarning",
     "policy_json_schema",

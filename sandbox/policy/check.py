@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
-from sandbox.policy.model import CleanroomConfig, GiB, MiB
+from sandbox.policy.model import GiB, MiB, PolicyConfig
 
 
 class PolicyWarning(msgspec.Struct, frozen=True):
@@ -32,7 +32,7 @@ _SECURITY_SWITCHES = {
 }
 
 
-def check_policy(cfg: CleanroomConfig) -> list[PolicyWarning]:
+def check_policy(cfg: PolicyConfig) -> list[PolicyWarning]:
     out: list[PolicyWarning] = []
     sp, rl = cfg.security_policy, cfg.resource_limits
 

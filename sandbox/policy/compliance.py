@@ -36,7 +36,7 @@ from typing import Any
 import msgspec
 
 from sandbox.policy.isolation import effective_isolation
-from sandbox.policy.model import LEVELS, CleanroomConfig
+from sandbox.policy.model import LEVELS, PolicyConfig
 
 
 class Control(msgspec.Struct, frozen=True):
@@ -89,7 +89,7 @@ STANDARDS: dict[str, tuple[str, ...]] = {
 }
 
 
-def controls_snapshot(cfg: CleanroomConfig) -> dict[str, Any]:
+def controls_snapshot(cfg: PolicyConfig) -> dict[str, Any]:
     """The settings the controls read; no secret (the key variable's name only as a flag).
 
     For the audit log's ``policy.applied`` record, so a report can evaluate the

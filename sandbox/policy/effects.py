@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from sandbox.policy.model import ORIGIN_FIELDS, CleanroomConfig
+from sandbox.policy.model import ORIGIN_FIELDS, PolicyConfig
 
 
 class Effect(msgspec.Struct, frozen=True):
@@ -179,7 +179,7 @@ NOT_ENFORCED: dict[str, str] = {
 }
 
 
-def schema_keys(struct: type[msgspec.Struct] = CleanroomConfig, prefix: str = "") -> list[str]:
+def schema_keys(struct: type[msgspec.Struct] = PolicyConfig, prefix: str = "") -> list[str]:
     """Every key of the schema, walking sub-tables (Struct-typed fields) recursively."""
     out: list[str] = []
     for field in msgspec.structs.fields(struct):
@@ -199,9 +199,9 @@ def value_at(cfg: Any, key: str) -> Any:
     return cfg
 
 
-def not_enforced(cfg: CleanroomConfig) -> list[PolicyNotice]:
+def not_enforced(cfg: PolicyConfig) -> list[PolicyNotice]:
     """A notice for each not-enforced key set to something other than its default."""
-    default = CleanroomConfig()
+    default = PolicyConfig()
     return [PolicyNotice(f"cleanroom.{key}", f"accepted, not yet enforced ({reason})")
             for key, reason in NOT_ENFORCED.items() if value_at(cfg, key) != value_at(default, key)]
 

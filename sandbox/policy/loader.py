@@ -16,29 +16,30 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from sandbox.errors import PolicyError
 from sandbox.policy.locate import Locator
 from sandbox.policy.messages import allowed_keys, translate
-from sandbox.policy.model import DURATION_FIELDS, ORIGIN_FIELDS, SIZE_FIELDS, SUBTABLES, CleanroomConfig, field_names
+from sandbox.policy.model import DURATION_FIELDS, ORIGIN_FIELDS, SIZE_FIELDS, SUBTABLES, PolicyConfig, field_names
 from sandbox.policy.rules import check_rules
 from sandbox.policy.seccomp_file import profile_problem
 from sandbox.policy.units import DURATION_FORMS, SIZE_FORMS, parse_duration, parse_size
 
-TOP_FIELDS = set(field_names(CleanroomConfig))
+TOP_FIELDS = set(field_names(PolicyConfig))
+C = TypeVar("C", bound=PolicyConfig)
 # One removal per round; a file cannot hold more distinct errors than this in practice.
 _MAX_ROUNDS = 500
 
 
-def load_policy(path: str | os.PathLike[str], env: str | None = None) -> CleanroomConfig:
-    return load_policy_text(_read(Path(path)), file=str(path), env=env)
+def load_policy(path: str | os.PathLike[str], overlay: str | None = None, *, into: type[C]) -> C:
+    return load_policy_text(_read(Path(path)), file=str(path), overlay=overlay, into=into)
 
 
-def load_policy_text(text: str, *, file: str = "<string>", env: str | None = None) -> CleanroomConfig:
-    cfg, errors = policy_errors(text, file=file, env=env)
+def load_policy_text(text: str, *, file: str = "<string>", overlay: str | None = None, into: type[C]) -> C:
+    cfg, errors = policy_errors(text, file=file, overlay=overlay, into=into)
     if errors:
         first = errors[0]
         first.errors = errors  # every problem of the file, for callers that show them all
@@ -47,13 +48,13 @@ def load_policy_text(text: str, *, file: str = "<string>", env: str | None = Non
     return cfg
 
 
-def policy_file_errors(path: str | os.PathLike[str],
-                       env: str | None = None) -> tuple[CleanroomConfig | None, list[PolicyError]]:
+def policy_file_errors(path: str | os.PathLike[str], overlay: str | None = None, *,
+                       into: type[C]) -> tuple[C | None, list[PolicyError]]:
     try:
         text = _read(Path(path))
     except PolicyError as exc:
         return None, [exc]
-    return policy_errors(text, file=str(path), env=env)
+    return policy_errors(text, file=str(path), overlay=overlay, into=into)
 
 
 def _read(p: Path) -> str:
@@ -65,12 +66,12 @@ def _read(p: Path) -> str:
         raise PolicyError(f"cannot read policy file: {exc}", file=str(p)) from None
 
 
-def policy_errors(text: str, *, file: str = "<string>",
-                  env: str | None = None) -> tuple[CleanroomConfig | None, list[PolicyError]]:
-    """(the effective policy, or None when there are errors; every error, in the order found)."""
-    if env is None:
-        env = os.environ.get("CLEANROOM_ENV")
-    env = env or None  # an empty --env or CLEANROOM_ENV= means "no overlay"
+def policy_errors(text: str, *, file: str = "<string>", overlay: str | None = None,
+                  into: type[C]) -> tuple[C | None, list[PolicyError]]:
+    """(the effective policy as ``into``, or None when there are errors; every error, in
+    the order found). ``overlay`` defaults to $CLEANROOM_ENV; empty means none."""
+    env = overlay if overlay is not None else os.environ.get("CLEANROOM_ENV")
+    env = env or None
     locator = Locator(text)
     errors: list[PolicyError] = []
     try:
@@ -93,20 +94,21 @@ def policy_errors(text: str, *, file: str = "<string>",
     for path in reversed(bad_numbers):  # later list items first, so earlier indices stay valid
         _drop(table, path)
     base, overlays = _split_overlays(table)
-    effective, base_errors, clean_base = _build(base, file=file, prefix=["cleanroom"], locator=locator)
+    effective, base_errors, clean_base = _build(base, file=file, prefix=["cleanroom"], locator=locator, into=into)
     errors += base_errors
     seen = {_signature(e, "cleanroom.") for e in base_errors}
     # Every overlay is validated now, even unselected ones: a typo in [cleanroom.prod]
     # must fail on a developer's machine, not first in production. Only the merged
     # result is checked: an overlay alone may rely on the base for cross-key rules
     # (memory_swap_bytes >= memory_bytes, allowlist needs addresses).
-    for name, overlay in overlays.items():
-        typo = _hint_typo(name, overlay, file, locator)
+    for name, table_of in overlays.items():
+        typo = _hint_typo(name, table_of, file, locator)
         if typo is not None:
             errors.append(typo)
             continue
         prefix = ["cleanroom", name]
-        merged, merged_errors, _ = _build(_deep_merge(clean_base, overlay), file=file, prefix=prefix, locator=locator)
+        merged, merged_errors, _ = _build(_deep_merge(clean_base, table_of), file=file, prefix=prefix, locator=locator,
+                                          into=into)
         # A rule broken by the base alone was reported once, for the base.
         errors += [e for e in merged_errors if _signature(e, f"cleanroom.{name}.") not in seen]
         if name == env:
@@ -202,21 +204,21 @@ class _Errors:
         return dotted in self.keys
 
 
-def _build(raw: dict[str, Any], *, file: str, prefix: list[str],
-           locator: Locator) -> tuple[CleanroomConfig | None, list[PolicyError], dict[str, Any]]:
+def _build(raw: dict[str, Any], *, file: str, prefix: list[str], locator: Locator,
+           into: type[C]) -> tuple[C | None, list[PolicyError], dict[str, Any]]:
     """(the config with bad keys at their defaults, the errors, the raw table without the bad keys)."""
     out = _Errors(file, prefix, locator)
     data = copy.deepcopy(raw)
     for key in ORIGIN_FIELDS:
         if key in data:
-            out.fail([key], "unknown key", allowed_keys(CleanroomConfig))
+            out.fail([key], "unknown key", allowed_keys(PolicyConfig))
             del data[key]
     _normalise_units(data, out)
     clean = copy.deepcopy(data)
     cfg = None
     for _ in range(_MAX_ROUNDS):
         try:
-            cfg = msgspec.convert(data, CleanroomConfig)
+            cfg = msgspec.convert(data, into)
             break
         except msgspec.ValidationError as exc:
             path, message, allowed = translate(exc)
@@ -232,7 +234,7 @@ def _build(raw: dict[str, Any], *, file: str, prefix: list[str],
     return cfg, out.found, clean
 
 
-def _resolve_seccomp(cfg: CleanroomConfig, file: str, out: _Errors) -> CleanroomConfig:
+def _resolve_seccomp(cfg: C, file: str, out: _Errors) -> C:
     """A user's own seccomp profile: made absolute (relative to the policy file, since the
     Podman service reads it from its own directory) and checked to be a usable profile."""
     sp = cfg.security_policy

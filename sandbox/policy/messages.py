@@ -8,7 +8,7 @@ import re
 
 import msgspec
 
-from sandbox.policy.model import LEVELS, SUBTABLES, CleanroomConfig, field_names
+from sandbox.policy.model import LEVELS, SUBTABLES, PolicyConfig, field_names
 
 _PATH_RE = re.compile(r"at `\$(.*)`$")
 
@@ -72,7 +72,7 @@ def _allowed_for(message: str, path: list[str | int]) -> str | None:
 
 def _struct_at(path: list[str]) -> type[msgspec.Struct]:
     key = ".".join(path)
-    return SUBTABLES.get(key, CleanroomConfig)
+    return SUBTABLES.get(key, PolicyConfig)
 
 
 def allowed_keys(struct: type[msgspec.Struct]) -> str:

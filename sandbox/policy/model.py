@@ -6,7 +6,6 @@ switches). Every field has a default, so an empty ``[cleanroom]`` is a valid pol
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -102,8 +101,9 @@ class PerformanceMonitoring(_Base):
     thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
 
 
-class CleanroomConfig(_Base):
-    """The effective policy: the ``[cleanroom]`` table with one overlay applied."""
+class PolicyConfig(_Base):
+    """The ``[cleanroom]`` table's fields; ``sandbox.policy.config.CleanroomConfig`` adds
+    the ways to make one (from a file, from text, the default)."""
 
     enable_singleton_containers: bool = True
     container_startup_timeout: PositiveFloat = 120.0
@@ -119,28 +119,7 @@ class CleanroomConfig(_Base):
     performance_monitoring: PerformanceMonitoring = msgspec.field(default_factory=PerformanceMonitoring)
     # Where it came from; set by the loader, never read from TOML (the loader refuses them).
     source_file: str | None = None
-    environment: str | None = None
-
-    @classmethod
-    def from_file(cls, path: str | os.PathLike[str], env: str | None = None) -> CleanroomConfig:
-        from sandbox.policy.loader import load_policy
-
-        return load_policy(path, env=env)
-
-    @classmethod
-    def from_toml(cls, text: str, *, file: str = "<string>", env: str | None = None) -> CleanroomConfig:
-        from sandbox.policy.loader import load_policy_text
-
-        return load_policy_text(text, file=file, env=env)
-
-    @classmethod
-    def default(cls) -> CleanroomConfig:
-        """The shipped default policy without reading a file.
-
-        policies/default.toml spells out exactly these values (a unit test holds the
-        two to the same digest), so the field defaults are the default policy.
-        """
-        return cls()
+    environment: str | None = None  # the overlay applied
 
     def digest(self) -> str:
         """SHA-256 of the effective policy, for the audit log (origin excluded)."""
@@ -149,7 +128,7 @@ class CleanroomConfig(_Base):
         data.pop("environment", None)
         return hashlib.sha256(msgspec.json.encode(data, order="sorted")).hexdigest()
 
-    def with_changes(self, **changes) -> CleanroomConfig:
+    def with_changes(self, **changes):
         return msgspec.structs.replace(self, **changes)
 
 

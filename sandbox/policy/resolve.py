@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from sandbox.errors import PolicyError
-from sandbox.policy.model import CleanroomConfig
+from sandbox.policy.config import CleanroomConfig
 
 DEFAULT_POLICY_FILE = "cleanroom.toml"
 
@@ -16,9 +16,9 @@ def effective_config(policy_file: str | os.PathLike[str] | None = None, overlay:
     given, else $CLEANROOM_ENV. An overlay without a file to apply it to is an error."""
     overlay = overlay or os.environ.get("CLEANROOM_ENV") or None
     if policy_file:
-        return CleanroomConfig.from_file(policy_file, env=overlay)
+        return CleanroomConfig.from_file(policy_file, overlay)
     if Path(DEFAULT_POLICY_FILE).is_file():
-        return CleanroomConfig.from_file(DEFAULT_POLICY_FILE, env=overlay)
+        return CleanroomConfig.from_file(DEFAULT_POLICY_FILE, overlay)
     if overlay:
         raise PolicyError(f"overlay {overlay!r} given (--env / CLEANROOM_ENV) but no policy file: "
                           f"pass --policy FILE or add ./{DEFAULT_POLICY_FILE}")

@@ -23,7 +23,7 @@ from sandbox.policy.compliance import (
     unmet_controls,
 )
 from sandbox.policy.isolation import CAPABILITIES, normalise_capability
-from sandbox.policy.model import CleanroomConfig
+from sandbox.policy.model import PolicyConfig
 
 Fail = Callable[..., object]  # fail(path, message, allowed)
 
@@ -31,7 +31,7 @@ Fail = Callable[..., object]  # fail(path, message, allowed)
 PROCESS_ISOLATION_REQUIRED = ("High", "Maximum")
 
 
-def check_rules(cfg: CleanroomConfig, fail: Fail, had_error: Callable[[str], bool]) -> None:
+def check_rules(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool]) -> None:
     sp = cfg.security_policy
     for field in ("blocked_addresses", "allowed_addresses"):
         for i, cidr in enumerate(getattr(sp, field)):
@@ -72,7 +72,7 @@ def check_rules(cfg: CleanroomConfig, fail: Fail, had_error: Callable[[str], boo
     _check_compliance(cfg, fail, had_error)
 
 
-def _check_compliance(cfg: CleanroomConfig, fail: Fail, had_error: Callable[[str], bool]) -> None:
+def _check_compliance(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool]) -> None:
     names = cfg.security_policy.compliance_standards
     known = []
     for i, name in enumerate(names):

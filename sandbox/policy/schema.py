@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from sandbox.policy.model import DURATION_FIELDS, ORIGIN_FIELDS, SIZE_FIELDS, CleanroomConfig
+from sandbox.policy.config import CleanroomConfig
+from sandbox.policy.model import DURATION_FIELDS, ORIGIN_FIELDS, SIZE_FIELDS
 
 _SIZE_STRING = {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*([kKmMgGtTpP]i?)?[bB]?\s*$",
                 "description": 'bytes, e.g. "512MiB", "8GiB", "100MB"'}

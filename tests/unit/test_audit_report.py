@@ -43,7 +43,7 @@ def test_compliant_keyed_log_is_complete_evidence(tmp_path):
     log = write_log(tmp_path / "a.jsonl", CleanroomConfig.from_file(COMPLIANT))
     ev = build_report(log, ["SOC2"], key=KEY)
     assert ev.complete and ev.gaps == [] and ev.chain_verified and ev.keyed is True
-    assert ev.records == 11 and ev.environments == ["env-unit"] and ev.sandboxes == 3
+    assert ev.records == 12 and ev.environments == ["env-unit"] and ev.sandboxes == 3  # 11 events + the seal
     assert ev.breaches == {"memory": 1, "timeout": 1}
     assert ev.redactions == {"assignment": 3, "secret:REG": 1} and ev.network_refusals == 1
     assert ev.controls_source == "the audit log's policy.applied record"
@@ -100,7 +100,7 @@ def test_cli_text_and_json(tmp_path, monkeypatch):
     monkeypatch.setenv("UNIT_AUDIT_KEY", KEY.decode())
     r = CliRunner().invoke(cli, ["audit", "report", str(log), "--standard", "SOC2", "--key-env", "UNIT_AUDIT_KEY"])
     assert r.exit_code == 0, r.output
-    assert "chain: verified, 11 records, HMAC-keyed" in r.output
+    assert "chain: verified, 12 records, HMAC-keyed" in r.output
     assert "[met  ] SOC2 audit.keyed" in r.output and "evidence: complete" in r.output
     assert "limit breaches: 2 (memory 1, timeout 1)" in r.output
     r = CliRunner().invoke(cli, ["audit", "report", str(log), "--standard", "soc2", "--standard", "GDPR", "--json"])

@@ -133,7 +133,7 @@ def test_toml_syntax_error_has_a_line():
 
 def test_unknown_overlay_lists_the_available_ones():
     with pytest.raises(PolicyError) as info:
-        CleanroomConfig.from_toml("[cleanroom.dev]\n[cleanroom.prod]\n", file="p.toml", env="staging")
+        CleanroomConfig.from_toml("[cleanroom.dev]\n[cleanroom.prod]\n", file="p.toml", overlay="staging")
     assert "staging" in str(info.value) and "dev, prod" in str(info.value)
 
 
@@ -179,7 +179,7 @@ def _documents(draw):
 @given(_documents(), st.sampled_from([None, "dev"]))
 def test_any_value_on_any_key_is_a_policy_or_a_policy_error(text, env):
     try:
-        cfg = CleanroomConfig.from_toml(text, file="fuzz.toml", env=env)
+        cfg = CleanroomConfig.from_toml(text, file="fuzz.toml", overlay=env)
     except PolicyError as exc:
         assert exc.file == "fuzz.toml" and str(exc).startswith("fuzz.toml")
         return
@@ -206,7 +206,7 @@ container_startup_timeout = -1
 
 
 def test_every_error_of_a_file_is_collected_with_its_line():
-    _, errors = policy_errors(MANY, file="many.toml")
+    _, errors = policy_errors(MANY, file="many.toml", into=CleanroomConfig)
     found = sorted((e.line, e.key) for e in errors)
     assert found == [
         (2, "cleanroom.enable_tracing"),
@@ -231,17 +231,17 @@ def test_the_raised_error_is_the_first_and_carries_them_all():
 def test_a_cross_key_rule_is_not_judged_on_a_stand_in_default():
     # memory_bytes is bad (its 512 MiB default stands in): "swap below memory" would be noise.
     text = '[cleanroom.resource_limits.sandbox]\nmemory_bytes = "lots"\nmemory_swap_bytes = "256MiB"\n'
-    _, errors = policy_errors(text)
+    _, errors = policy_errors(text, into=CleanroomConfig)
     assert [e.key for e in errors] == ["cleanroom.resource_limits.sandbox.memory_bytes"]
 
 
 def test_a_good_file_has_no_errors():
-    cfg, errors = policy_errors("[cleanroom]\ntest_execution_timeout = 60\n", file="ok.toml")
+    cfg, errors = policy_errors("[cleanroom]\ntest_execution_timeout = 60\n", file="ok.toml", into=CleanroomConfig)
     assert errors == [] and cfg.test_execution_timeout == 60 and cfg.source_file == "ok.toml"
 
 
 def test_several_non_finite_items_of_one_list_are_each_reported():
-    _, errors = policy_errors("[cleanroom.security_policy]\nallowed_ports = [inf, 5432, nan]\n")
+    _, errors = policy_errors("[cleanroom.security_policy]\nallowed_ports = [inf, 5432, nan]\n", into=CleanroomConfig)
     assert [e.key for e in errors] == ["cleanroom.security_policy.allowed_ports[0]",
                                        "cleanroom.security_policy.allowed_ports[2]"]
 
@@ -252,6 +252,6 @@ def test_collecting_every_error_never_crashes_and_agrees_with_loading(docs):
     # Several tables, keys repeated across them: TOML may refuse the file, the loader
     # must still answer with errors (never an exception of its own).
     text = "".join(docs)
-    cfg, errors = policy_errors(text, file="fuzz.toml")
+    cfg, errors = policy_errors(text, file="fuzz.toml", into=CleanroomConfig)
     assert (cfg is None) == bool(errors)
     assert all(e.file == "fuzz.toml" for e in errors)

@@ -80,7 +80,7 @@ def test_guide_values_arrive_typed():
 def test_overlay_selected_by_argument_and_by_variable(monkeypatch):
     text = "[cleanroom]\ntest_execution_timeout = 300\n[cleanroom.dev]\ntest_execution_timeout = 180\n"
     assert CleanroomConfig.from_toml(text).test_execution_timeout == 300
-    assert CleanroomConfig.from_toml(text, env="dev").test_execution_timeout == 180
+    assert CleanroomConfig.from_toml(text, overlay="dev").test_execution_timeout == 180
     monkeypatch.setenv("CLEANROOM_ENV", "dev")
     cfg = CleanroomConfig.from_toml(text)
     assert cfg.test_execution_timeout == 180 and cfg.environment == "dev"
@@ -91,7 +91,7 @@ def test_overlay_deep_merges_nested_tables():
         "[cleanroom.resource_limits]\nmax_container_count = 10\nmax_cpu_usage_percent = 70.0\n"
         "[cleanroom.prod.resource_limits]\nmax_container_count = 50\n"
     )
-    cfg = CleanroomConfig.from_toml(text, env="prod")
+    cfg = CleanroomConfig.from_toml(text, overlay="prod")
     assert cfg.resource_limits.max_container_count == 50
     assert cfg.resource_limits.max_cpu_usage_percent == 70.0  # kept from the base
 
@@ -118,7 +118,7 @@ def _shipped() -> list[tuple[str, str | None]]:
 
 @pytest.mark.parametrize("name,env", _shipped())
 def test_shipped_policies_load_without_warnings(name, env):
-    cfg = CleanroomConfig.from_file(REPO / "policies" / f"{name}.toml", env=env)
+    cfg = CleanroomConfig.from_file(REPO / "policies" / f"{name}.toml", overlay=env)
     assert check_policy(cfg) == []
     assert cfg.source_file.endswith(f"{name}.toml") and cfg.environment == env
 
@@ -129,7 +129,7 @@ def test_ci_policy_has_what_ci_needs():
     assert cfg.enable_singleton_containers and sp.allowed_ports == [5432, 6379]
     assert sp.enable_data_redaction and sp.audit_level == "High"
     assert cfg.resource_limits.sandbox.memory_bytes == 2**30
-    assert CleanroomConfig.from_file(REPO / "policies" / "ci.toml", env="dev").container_startup_timeout == 60
+    assert CleanroomConfig.from_file(REPO / "policies" / "ci.toml", overlay="dev").container_startup_timeout == 60
 
 
 def test_strict_policy_is_tight():
@@ -195,7 +195,7 @@ SELECTED = {
 @pytest.mark.parametrize("env", SELECTED)
 def test_overlay_selection_and_deep_merge(env, monkeypatch):
     monkeypatch.delenv("CLEANROOM_ENV", raising=False)
-    cfg = CleanroomConfig.from_toml(OVERLAID, env=env)
+    cfg = CleanroomConfig.from_toml(OVERLAID, overlay=env)
     rl = cfg.resource_limits
     got = (cfg.test_execution_timeout, rl.max_container_count, rl.sandbox.memory_bytes, rl.sandbox.pids_limit,
            cfg.security_policy.allowed_ports)
@@ -205,7 +205,7 @@ def test_overlay_selection_and_deep_merge(env, monkeypatch):
 def test_empty_env_means_no_overlay(monkeypatch):
     monkeypatch.setenv("CLEANROOM_ENV", "")
     assert CleanroomConfig.from_toml(OVERLAID).environment is None
-    assert CleanroomConfig.from_toml(OVERLAID, env="").test_execution_timeout == 300
+    assert CleanroomConfig.from_toml(OVERLAID, overlay="").test_execution_timeout == 300
 
 
 def test_unknown_env_from_the_variable_lists_the_overlays(monkeypatch):
@@ -226,13 +226,13 @@ def test_overlay_may_rely_on_the_base_for_cross_key_rules():
         '[cleanroom.ci.resource_limits.sandbox]\nmemory_swap_bytes = "256MiB"\n'
         '[cleanroom.ci.security_policy]\nnetwork_mode = "allowlist"\n'
     )
-    cfg = CleanroomConfig.from_toml(text, env="ci")
+    cfg = CleanroomConfig.from_toml(text, overlay="ci")
     assert cfg.resource_limits.sandbox.memory_swap_bytes == 256 * 2**20
     assert cfg.security_policy.network_mode == "allowlist"
 
 
 def test_overlay_changes_the_digest():
-    assert CleanroomConfig.from_toml(OVERLAID).digest() != CleanroomConfig.from_toml(OVERLAID, env="dev").digest()
+    assert CleanroomConfig.from_toml(OVERLAID).digest() != CleanroomConfig.from_toml(OVERLAID, overlay="dev").digest()
 
 
 def test_loaded_policy_is_frozen_but_can_be_copied_with_changes():
