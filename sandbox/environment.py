@@ -25,7 +25,7 @@ from sandbox.engine.types import Confiner, NetworkAttachment
 from sandbox.environment_metrics import Metrics
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
 from sandbox.policy import CleanroomConfig
-from sandbox.policy.compliance import controls_snapshot
+from sandbox.policy.compliance import controls_snapshot, require_controls
 from sandbox.redact import Redactor, install_log_redaction
 from sandbox.services.registry import ServiceRegistry
 from sandbox.testing.execute import TestExecutor, TestOutcome
@@ -78,6 +78,7 @@ class CleanroomEnvironment:
             raise
 
     def _open(self) -> CleanroomEnvironment:
+        require_controls(self.config)  # before anything is made: a standard's promise holds or nothing runs
         install_log_redaction()
         self._api = LibpodAPI(self._url, redact=self._redactor.redact)
         if self.config.security_policy.enable_audit_logging:

@@ -51,7 +51,7 @@ def check(files: tuple[str, ...], policy: str | None, env: str | None, as_json: 
 
 def _load(target: str | None, env: str | None) -> tuple[CleanroomConfig | None, list[PolicyError]]:
     if target is not None:
-        return policy_file_errors(target, overlay=env, into=CleanroomConfig)
+        return policy_file_errors(target, overlay=env, into=CleanroomConfig, controls=True)
     if env:
         return None, [PolicyError(f"--env {env} given but no policy file (pass a FILE or --policy FILE)")]
     return CleanroomConfig.default(), []

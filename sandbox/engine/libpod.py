@@ -43,7 +43,18 @@ def _podman_message(exc: Exception) -> str:
     return str(msg).splitlines()[0][:500] if str(msg) else type(exc).__name__
 
 
-def _info_from(data: dict[str, Any]) -> ContainerInfo:
+def _runtime_spec(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The OCI runtime spec Podman wrote for the runtime: exactly what will run. The
+    rootless service and the engine share a user, so the file is readable here."""
+    path = data.get("OCIConfigPath")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (TypeError, OSError, ValueError):
+        return None
+
+
+def _info_from(data: dict[str, Any], posture: bool = False) -> ContainerInfo:
     state = data.get("State") or {}
     exit_code = state.get("ExitCode")
     return ContainerInfo(
@@ -53,7 +64,7 @@ def _info_from(data: dict[str, Any]) -> ContainerInfo:
                              error=str(state.get("Error") or "")),
         labels=dict((data.get("Config") or {}).get("Labels") or {}),
         ports=_host_ports(data),
-        posture=posture_from_inspect(data),
+        posture=posture_from_inspect(data, _runtime_spec(data)) if posture else None,
     )
 
 
@@ -187,8 +198,8 @@ class LibpodAPI:
     def start_container(self, cid: str, *, timeout: float) -> None:
         self._request("post", f"/containers/{cid}/start", "start", timeout=timeout, runtime=True)
 
-    def inspect_container(self, cid: str) -> ContainerInfo:
-        return _info_from(self._request("get", f"/containers/{cid}/json", "inspect").json())
+    def inspect_container(self, cid: str, *, posture: bool = False) -> ContainerInfo:
+        return _info_from(self._request("get", f"/containers/{cid}/json", "inspect").json(), posture)
 
     def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
         self._request("post", f"/containers/{cid}/kill", "kill", params={"signal": signal})

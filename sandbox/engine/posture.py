@@ -6,6 +6,7 @@ are already in force. Any difference names itself and stops the sandbox."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,8 @@ class Posture(msgspec.Struct, frozen=True, kw_only=True):
     privileged: bool = False
     network_mode: str = ""
     pid_mode: str = ""
-    seccomp: str = "default"  # "default", "unconfined" or a profile path
+    seccomp_default: str = ""  # the filter's default action in the runtime spec ("" when none)
+    seccomp_denied: list[str] = msgspec.field(default_factory=list)  # syscalls denied whatever their arguments
     writable_mounts: list[str] = msgspec.field(default_factory=list)  # destinations
 
 
@@ -49,16 +51,39 @@ def _writable(options: Any) -> bool:
     return "ro" not in opts
 
 
-def posture_from_inspect(data: dict[str, Any]) -> Posture:
+def seccomp_summary(profile: dict[str, Any] | None) -> tuple[str, list[str]]:
+    """(default action, syscalls denied unconditionally) of a seccomp profile or of the
+    runtime spec's linux.seccomp: what a sandbox cannot do whatever its arguments."""
+    if not profile:
+        return "", []
+    denied = {name for rule in profile.get("syscalls") or []
+              if str(rule.get("action", "")).startswith(("SCMP_ACT_ERRNO", "SCMP_ACT_KILL"))
+              and not rule.get("args") and not rule.get("includes") and not rule.get("excludes")
+              for name in rule.get("names") or []}
+    return str(profile.get("defaultAction", "")), sorted(denied)
+
+
+def posture_from_inspect(data: dict[str, Any], runtime_spec: dict[str, Any] | None) -> Posture:
+    """From Podman's inspect record and the OCI runtime spec it wrote for the runtime."""
     hc = data.get("HostConfig") or {}
     sec = [str(o) for o in hc.get("SecurityOpt") or []]
-    seccomp = next((o.split("=", 1)[1] for o in sec if o.startswith("seccomp=")), "default")
+    seccomp_default, seccomp_denied = seccomp_summary(((runtime_spec or {}).get("linux") or {}).get("seccomp"))
     mounts = [d for d, opts in (hc.get("Tmpfs") or {}).items() if _writable(opts)]
     mounts += [m.get("Destination", "") for m in data.get("Mounts") or [] if m.get("RW")]
     return Posture(read_only_root=bool(hc.get("ReadonlyRootfs")),
                    no_new_privileges="no-new-privileges" in sec or "no-new-privileges:true" in sec,
                    privileged=bool(hc.get("Privileged")), network_mode=str(hc.get("NetworkMode") or ""),
-                   pid_mode=str(hc.get("PidMode") or ""), seccomp=seccomp, writable_mounts=sorted(mounts))
+                   pid_mode=str(hc.get("PidMode") or ""), seccomp_default=seccomp_default,
+                   seccomp_denied=seccomp_denied, writable_mounts=sorted(mounts))
+
+
+def read_seccomp_profile(path: str | None) -> dict[str, Any] | None:
+    """The profile a create body names (None when it names none). The policy loader
+    already checked it; unreadable now means it changed under us, which must not pass."""
+    if not path:
+        return None
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 def read_kernel_view(pid: int) -> KernelView:
@@ -77,8 +102,10 @@ def _expected_mode(nsmode: str) -> str:
     return {"none": "none", "slirp4netns": "slirp4netns", "bridge": "bridge"}.get(nsmode, nsmode)
 
 
-def differences(spec: dict[str, Any], actual: Posture, kernel: KernelView | None) -> list[str]:
-    """What differs between the create body (derived from the policy) and the container."""
+def differences(spec: dict[str, Any], actual: Posture, kernel: KernelView | None,
+                seccomp_profile: dict[str, Any] | None = None) -> list[str]:
+    """What differs between the create body (derived from the policy, with the seccomp
+    profile it names) and the container."""
     out: list[str] = []
     want_ro = bool(spec.get("read_only_filesystem"))
     if actual.read_only_root != want_ro:
@@ -95,26 +122,29 @@ def differences(spec: dict[str, Any], actual: Posture, kernel: KernelView | None
     want_net = _expected_mode((spec.get("netns") or {}).get("nsmode", ""))
     if want_net and not actual.network_mode.startswith(want_net):
         out.append(f"network mode: policy {want_net}, container {actual.network_mode or 'unknown'}")
-    want_seccomp = spec.get("seccomp_profile_path") or "default"
-    if actual.seccomp != want_seccomp and not (want_seccomp == "default" and actual.seccomp == ""):
-        out.append(f"seccomp profile: policy {want_seccomp}, container {actual.seccomp}")
+    want_default, want_denied = seccomp_summary(seccomp_profile)
+    if seccomp_profile is not None and actual.seccomp_default != want_default:
+        out.append(f"seccomp default action: profile {want_default}, container {actual.seccomp_default or 'none'}")
+    missing = sorted(set(want_denied) - set(actual.seccomp_denied))
+    if missing:
+        out.append(f"seccomp: the profile denies {missing}, the container's filter does not")
     allowed_rw = {m["destination"] for m in spec.get("mounts") or [] if _writable(m.get("options"))}
     extra = sorted(set(actual.writable_mounts) - allowed_rw)
     if want_ro and extra:
         out.append(f"writable mounts the policy did not ask for: {extra}")
     if kernel is not None:
-        out += _kernel_differences(want_nnp, drop_all, want_caps, want_seccomp, kernel)
+        out += _kernel_differences(want_nnp, drop_all, want_caps, seccomp_profile is not None, kernel)
     return out
 
 
-def _kernel_differences(want_nnp: bool, drop_all: bool, want_caps: list[str], want_seccomp: str,
+def _kernel_differences(want_nnp: bool, drop_all: bool, want_caps: list[str], want_seccomp: bool,
                         kernel: KernelView) -> list[str]:
     out = []
     if want_nnp and not kernel.no_new_privs:
         out.append("kernel: NoNewPrivs is 0 for the container's process")
     if drop_all and sorted(kernel.bounding_caps) != want_caps:
         out.append(f"kernel: capability bounding set {sorted(kernel.bounding_caps)}, policy allows {want_caps}")
-    if want_seccomp != "unconfined" and not kernel.seccomp_filtered:
+    if want_seccomp and not kernel.seccomp_filtered:
         out.append("kernel: no seccomp filter on the container's process")
     return out
 

@@ -19,7 +19,7 @@ from loguru import logger
 from sandbox.engine import cleanup
 from sandbox.engine.api import AttachStream, PodmanAPI
 from sandbox.engine.output import Output, redact_again, redact_text
-from sandbox.engine.posture import KernelReader, differences, read_kernel_view
+from sandbox.engine.posture import KernelReader, differences, read_kernel_view, read_seccomp_profile
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.spec import build_spec
 from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NetworkAttachment, SandboxHandle
@@ -147,7 +147,7 @@ class SandboxRunner:
     def _init(self, handle: SandboxHandle, spec: dict[str, Any]) -> None:
         """init, then the posture check: the process exists, its command has not run."""
         self.api.init_container(handle.id, timeout=self.startup_timeout)
-        info = self.api.inspect_container(handle.id)
+        info = self.api.inspect_container(handle.id, posture=True)
         handle.pid = info.state.pid
         if not handle.pid:
             raise ContainerError(f"init left no process (state {info.state.status})", sandbox=handle.name)
@@ -155,7 +155,7 @@ class SandboxRunner:
             raise ContainerError("Podman did not report the container's isolation settings; "
                                  "the sandbox was not started", sandbox=handle.name)
         kernel = self._kernel_view(handle.pid) if self._kernel_view is not None else None
-        problems = differences(spec, info.posture, kernel)
+        problems = differences(spec, info.posture, kernel, read_seccomp_profile(spec.get("seccomp_profile_path")))
         if problems:
             self.audit("posture.mismatch", "Minimal", sandbox=handle.name, problems=problems)
             raise ContainerError("the container's isolation differs from the policy, the sandbox was not started: "

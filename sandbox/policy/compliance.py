@@ -1,5 +1,8 @@
 """Compliance standards as control profiles: naming a standard in
-``compliance_standards`` is a promise the loader holds the policy to.
+``compliance_standards`` is a promise held where the policy is enforced or reviewed.
+Parsing checks the names only (so the reference guide's examples load as they are);
+an environment refuses to open, and `cleanroom policy check` fails, while a named
+standard's control is unmet (``require_controls``).
 
 A control is one checkable property of the effective policy and the key that
 satisfies it. Each standard lists the controls a reviewer of that standard asks a
@@ -35,6 +38,7 @@ from typing import Any
 
 import msgspec
 
+from sandbox.errors import PolicyError
 from sandbox.policy.isolation import effective_isolation
 from sandbox.policy.model import LEVELS, PolicyConfig
 
@@ -149,3 +153,13 @@ def describe_unmet(unmet: list[tuple[Control, list[str]]]) -> str:
     """One line per unmet control: what, who requires it, and the key that fixes it."""
     return "\n".join(f"  - {c.id} (required by {', '.join(stds)}): {c.description}; "
                      f"fix: [cleanroom.{c.key.rsplit('.', 1)[0]}] {c.fix}" for c, stds in unmet)
+
+
+def require_controls(cfg: PolicyConfig) -> None:
+    """Raise PolicyError listing every unmet control of the standards ``cfg`` names."""
+    unmet = unmet_controls(list(cfg.security_policy.compliance_standards), controls_snapshot(cfg))
+    if unmet:
+        where = f"cleanroom.{cfg.environment}." if cfg.environment else "cleanroom."
+        raise PolicyError(f"{len(unmet)} control(s) of the named standards not met (meet each, or remove the "
+                          f"standard):\n{describe_unmet(unmet)}", file=cfg.source_file,
+                          key=f"{where}security_policy.compliance_standards")

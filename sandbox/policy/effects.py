@@ -136,9 +136,12 @@ EFFECTS: dict[str, Effect] = {
         (_ER + "test_strict_policy_confines_the_process",
          _FX + "test_capabilities_and_no_new_privileges_follow_their_keys")),
     "security_policy.compliance_standards": Effect(
-        "each standard's controls are checked when the policy loads; an unmet one refuses the policy",
+        "names are checked at load; an unmet control of a named standard stops an environment from opening "
+        "and fails `policy check`",
         ("tests/unit/test_policy_compliance.py::test_soc2_without_an_hmac_key_is_refused_with_the_control_named",
-         "tests/unit/test_policy_compliance.py::test_each_missing_control_is_refused_naming_it_and_its_key")),
+         "tests/unit/test_policy_compliance.py::test_each_missing_control_is_refused_naming_it_and_its_key",
+         "tests/unit/test_policy_compliance.py::"
+         "test_parsing_checks_names_but_an_environment_refuses_unmet_controls_before_making_anything")),
     "security_policy.read_only_root": Effect(
         "overrides the level's read-only root",
         (_FX + "test_filesystem_isolation_and_read_only_root",)),

@@ -48,13 +48,13 @@ def load_policy_text(text: str, *, file: str = "<string>", overlay: str | None =
     return cfg
 
 
-def policy_file_errors(path: str | os.PathLike[str], overlay: str | None = None, *,
-                       into: type[C]) -> tuple[C | None, list[PolicyError]]:
+def policy_file_errors(path: str | os.PathLike[str], overlay: str | None = None, *, into: type[C],
+                       controls: bool = False) -> tuple[C | None, list[PolicyError]]:
     try:
         text = _read(Path(path))
     except PolicyError as exc:
         return None, [exc]
-    return policy_errors(text, file=str(path), overlay=overlay, into=into)
+    return policy_errors(text, file=str(path), overlay=overlay, into=into, controls=controls)
 
 
 def _read(p: Path) -> str:
@@ -66,10 +66,11 @@ def _read(p: Path) -> str:
         raise PolicyError(f"cannot read policy file: {exc}", file=str(p)) from None
 
 
-def policy_errors(text: str, *, file: str = "<string>", overlay: str | None = None,
-                  into: type[C]) -> tuple[C | None, list[PolicyError]]:
+def policy_errors(text: str, *, file: str = "<string>", overlay: str | None = None, into: type[C],
+                  controls: bool = False) -> tuple[C | None, list[PolicyError]]:
     """(the effective policy as ``into``, or None when there are errors; every error, in
-    the order found). ``overlay`` defaults to $CLEANROOM_ENV; empty means none."""
+    the order found). ``overlay`` defaults to $CLEANROOM_ENV; empty means none.
+    ``controls`` also checks the compliance standards' controls (see rules.check_rules)."""
     env = overlay if overlay is not None else os.environ.get("CLEANROOM_ENV")
     env = env or None
     locator = Locator(text)
@@ -94,7 +95,8 @@ def policy_errors(text: str, *, file: str = "<string>", overlay: str | None = No
     for path in reversed(bad_numbers):  # later list items first, so earlier indices stay valid
         _drop(table, path)
     base, overlays = _split_overlays(table)
-    effective, base_errors, clean_base = _build(base, file=file, prefix=["cleanroom"], locator=locator, into=into)
+    effective, base_errors, clean_base = _build(base, file=file, prefix=["cleanroom"], locator=locator, into=into,
+                                                controls=controls)
     errors += base_errors
     seen = {_signature(e, "cleanroom.") for e in base_errors}
     # Every overlay is validated now, even unselected ones: a typo in [cleanroom.prod]
@@ -108,7 +110,7 @@ def policy_errors(text: str, *, file: str = "<string>", overlay: str | None = No
             continue
         prefix = ["cleanroom", name]
         merged, merged_errors, _ = _build(_deep_merge(clean_base, table_of), file=file, prefix=prefix, locator=locator,
-                                          into=into)
+                                          into=into, controls=controls)
         # A rule broken by the base alone was reported once, for the base.
         errors += [e for e in merged_errors if _signature(e, f"cleanroom.{name}.") not in seen]
         if name == env:
@@ -204,8 +206,8 @@ class _Errors:
         return dotted in self.keys
 
 
-def _build(raw: dict[str, Any], *, file: str, prefix: list[str], locator: Locator,
-           into: type[C]) -> tuple[C | None, list[PolicyError], dict[str, Any]]:
+def _build(raw: dict[str, Any], *, file: str, prefix: list[str], locator: Locator, into: type[C],
+           controls: bool) -> tuple[C | None, list[PolicyError], dict[str, Any]]:
     """(the config with bad keys at their defaults, the errors, the raw table without the bad keys)."""
     out = _Errors(file, prefix, locator)
     data = copy.deepcopy(raw)
@@ -229,7 +231,7 @@ def _build(raw: dict[str, Any], *, file: str, prefix: list[str], locator: Locato
             out.removed(path, original)
             _drop(clean, path)
     if cfg is not None:
-        check_rules(cfg, out.fail, out.had_error)
+        check_rules(cfg, out.fail, out.had_error, controls=controls)
         cfg = _resolve_seccomp(cfg, file, out)
     return cfg, out.found, clean
 

@@ -31,7 +31,10 @@ Fail = Callable[..., object]  # fail(path, message, allowed)
 PROCESS_ISOLATION_REQUIRED = ("High", "Maximum")
 
 
-def check_rules(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool]) -> None:
+def check_rules(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool], *, controls: bool = False) -> None:
+    """Cross-key rules. With ``controls``, also every control of the named compliance
+    standards (checked where a policy is about to be enforced or reviewed: an
+    environment opening, `policy check`; parsing alone only checks the names)."""
     sp = cfg.security_policy
     for field in ("blocked_addresses", "allowed_addresses"):
         for i, cidr in enumerate(getattr(sp, field)):
@@ -69,10 +72,10 @@ def check_rules(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool])
              f"process isolation cannot be off at security_level {sp.security_level}: the sandbox would see "
              "and signal the host's processes",
              "true at High and Maximum; false only at Minimal, Low or Medium")
-    _check_compliance(cfg, fail, had_error)
+    _check_compliance(cfg, fail, had_error, controls)
 
 
-def _check_compliance(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool]) -> None:
+def _check_compliance(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool], controls: bool) -> None:
     names = cfg.security_policy.compliance_standards
     known = []
     for i, name in enumerate(names):
@@ -83,6 +86,8 @@ def _check_compliance(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], 
                  ", ".join(STANDARDS))
         else:
             known.append(name)
+    if not controls:
+        return
     # A control whose key had an error is judged on a default: skip the verdict.
     unmet = [(c, stds) for c, stds in unmet_controls(known, controls_snapshot(cfg)) if not had_error(c.key)]
     if unmet:

@@ -10,7 +10,7 @@ from typing import Any
 
 from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary
 from sandbox.engine.frames import STDOUT, Frame
-from sandbox.engine.posture import Posture
+from sandbox.engine.posture import Posture, read_seccomp_profile, seccomp_summary
 from sandbox.errors import ContainerNotFound
 
 # What a container "runs": its command → (output frames, exit code). None as the
@@ -34,11 +34,11 @@ class _Container:
 
 
 def _faithful(spec: dict[str, Any]) -> Posture:
-    """What Podman records for a container made from ``spec`` when it does as asked."""
-    return Posture(read_only_root=bool(spec.get("read_only_filesystem")),
+    """What Podman sets up for a container made from ``spec`` when it does as asked."""
+    default, denied = seccomp_summary(read_seccomp_profile(spec.get("seccomp_profile_path")))
+    return Posture(seccomp_default=default, seccomp_denied=denied,read_only_root=bool(spec.get("read_only_filesystem")),
                    no_new_privileges=bool(spec.get("no_new_privileges")),
                    network_mode=(spec.get("netns") or {}).get("nsmode", ""),
-                   seccomp=spec.get("seccomp_profile_path") or "default",
                    writable_mounts=sorted(m["destination"] for m in spec.get("mounts") or []))
 
 
@@ -123,12 +123,12 @@ class FakePodman:
             c.exit_code = code
         self.started_events[cid].set()
 
-    def inspect_container(self, cid: str) -> ContainerInfo:
+    def inspect_container(self, cid: str, *, posture: bool = False) -> ContainerInfo:
         c = self._get(cid)
         return ContainerInfo(id=c.id, name=c.spec.get("name", c.id), labels=dict(c.spec.get("labels") or {}),
                              state=ContainerState(status=c.status, running=c.status == "running", pid=c.pid,
                                                   exit_code=c.exit_code),
-                             posture=self.posture_override or _faithful(c.spec))
+                             posture=(self.posture_override or _faithful(c.spec)) if posture else None)
 
     def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
         self._call("kill")

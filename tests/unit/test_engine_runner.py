@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 from fake_podman import FakePodman
 
+from sandbox.confine.seccomp import profile_for
 from sandbox.engine import cleanup
 from sandbox.engine.frames import STDERR, STDOUT
 from sandbox.engine.launcher import ServiceLauncher, ServiceSpec
 from sandbox.engine.networks import EnvironmentNetwork
-from sandbox.engine.posture import KernelView, Posture, differences
+from sandbox.engine.posture import KernelView, Posture, differences, read_seccomp_profile, seccomp_summary
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.types import ConfinerBase, CreateRequest, SandboxHandle
 from sandbox.errors import CleanroomError, ContainerError, EngineUnavailable, TimeoutExceeded
@@ -182,17 +183,28 @@ def test_an_already_redacted_error_is_not_redacted_twice():
     assert "[REDACTED:secret:pw] and password=[REDACTED:assignment]" in text
 
 
+HARDENED = seccomp_summary(read_seccomp_profile(str(profile_for(CleanroomConfig.default().security_policy))))
+SC = {"seccomp_default": HARDENED[0], "seccomp_denied": HARDENED[1]}
+
+
 @pytest.mark.parametrize(("posture", "words"), [
-    (Posture(read_only_root=False, no_new_privileges=True, network_mode="none", writable_mounts=["/tmp"]),
+    (Posture(read_only_root=False, no_new_privileges=True, network_mode="none", writable_mounts=["/tmp"], **SC),
      "read-only root: policy True, container False"),
-    (Posture(read_only_root=True, no_new_privileges=False, network_mode="none", writable_mounts=["/tmp"]),
+    (Posture(read_only_root=True, no_new_privileges=False, network_mode="none", writable_mounts=["/tmp"], **SC),
      "no-new-privileges"),
-    (Posture(read_only_root=True, no_new_privileges=True, network_mode="slirp4netns", writable_mounts=["/tmp"]),
+    (Posture(read_only_root=True, no_new_privileges=True, network_mode="slirp4netns", writable_mounts=["/tmp"],
+             **SC),
      "network mode: policy none, container slirp4netns"),
-    (Posture(read_only_root=True, no_new_privileges=True, network_mode="none", writable_mounts=["/tmp", "/etc"]),
+    (Posture(read_only_root=True, no_new_privileges=True, network_mode="none", writable_mounts=["/tmp", "/etc"],
+             **SC),
      "writable mounts the policy did not ask for: ['/etc']"),
     (Posture(read_only_root=True, no_new_privileges=True, network_mode="none", privileged=True,
-             writable_mounts=["/tmp"]), "privileged"),
+             writable_mounts=["/tmp"], **SC), "privileged"),
+    (Posture(read_only_root=True, no_new_privileges=True, network_mode="none", writable_mounts=["/tmp"],
+             seccomp_default=HARDENED[0], seccomp_denied=[n for n in HARDENED[1] if n != "keyctl"]),
+     "seccomp: the profile denies ['keyctl'], the container's filter does not"),
+    (Posture(read_only_root=True, no_new_privileges=True, network_mode="none", writable_mounts=["/tmp"],
+             seccomp_default="SCMP_ACT_ALLOW", seccomp_denied=HARDENED[1]), "seccomp default action"),
 ])
 def test_a_posture_mismatch_aborts_before_anything_runs(posture, words):
     runner, fake, log, audit, confiner = make()
@@ -208,11 +220,13 @@ def test_a_posture_mismatch_aborts_before_anything_runs(posture, words):
 def test_the_kernel_view_is_compared_too():
     spec = {"read_only_filesystem": True, "no_new_privileges": True, "cap_drop": ["ALL"], "cap_add": ["CHOWN"],
             "netns": {"nsmode": "none"}, "mounts": []}
-    faithful = Posture(read_only_root=True, no_new_privileges=True, network_mode="none")
+    profile = {"defaultAction": "SCMP_ACT_ERRNO", "syscalls": []}
+    faithful = Posture(read_only_root=True, no_new_privileges=True, network_mode="none",
+                       seccomp_default="SCMP_ACT_ERRNO")
     good = KernelView(bounding_caps=["CHOWN"], no_new_privs=True, seccomp_filtered=True)
-    assert differences(spec, faithful, good) == []
+    assert differences(spec, faithful, good, profile) == []
     bad = KernelView(bounding_caps=["CHOWN", "SYS_ADMIN"], no_new_privs=False, seccomp_filtered=False)
-    assert differences(spec, faithful, bad) == [
+    assert differences(spec, faithful, bad, profile) == [
         "kernel: NoNewPrivs is 0 for the container's process",
         "kernel: capability bounding set ['CHOWN', 'SYS_ADMIN'], policy allows ['CHOWN']",
         "kernel: no seccomp filter on the container's process"]

@@ -221,3 +221,11 @@ def test_other_commands_show_every_error_of_a_bad_policy_too(tmp_path):
     r = CliRunner().invoke(cli, ["run", "--policy", str(bad), "localhost/cleanroom/busybox:latest", "--", "true"])
     assert r.exit_code == 2
     assert "bad.toml:2: cleanroom.enable_tracing" in r.stderr and "bad.toml:4: cleanroom.resource_limits" in r.stderr
+
+
+def test_check_fails_on_an_unmet_compliance_control(tmp_path):
+    f = tmp_path / "soc2.toml"
+    f.write_text('[cleanroom.security_policy]\ncompliance_standards = ["SOC2"]\naudit_level = "High"\n')
+    r = invoke("check", str(f))
+    assert r.exit_code == 2
+    assert "audit.keyed" in r.output and "audit_hmac_key_env" in r.output and "soc2.toml:2" in r.output

@@ -1,5 +1,6 @@
-"""compliance_standards are control profiles checked at load; enable_process_isolation
-off is refused at High and above."""
+"""compliance_standards are control profiles: names are checked at load, controls where
+the policy is enforced or reviewed (an environment opening, `policy check`, both through
+the loader's ``controls`` pass); enable_process_isolation off is refused at High and above."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from sandbox.environment import CleanroomEnvironment
 from sandbox.errors import PolicyError
 from sandbox.policy import CleanroomConfig, check_policy
-from sandbox.policy.compliance import CONTROLS, STANDARDS, controls_snapshot, evaluate
+from sandbox.policy.compliance import CONTROLS, STANDARDS, controls_snapshot, evaluate, require_controls
+from sandbox.policy.loader import policy_errors
 
 REPO = Path(__file__).resolve().parents[2]
 SP = "[cleanroom.security_policy]\n"
@@ -39,6 +42,15 @@ def policy(standards: list[str], extra: str = "", keyed: bool = True) -> str:
     return SP + f"compliance_standards = [{names}]\n" + "\n".join(lines.values()) + "\n"
 
 
+def checked(text: str, file: str = "<string>") -> CleanroomConfig:
+    """Load with the controls pass, as `policy check` does; the first error raised."""
+    cfg, errors = policy_errors(text, file=file, into=CleanroomConfig, controls=True)
+    if errors:
+        errors[0].errors = errors
+        raise errors[0]
+    return cfg
+
+
 def test_every_control_of_the_table_is_used_and_every_standard_is_named():
     used = {c for controls in STANDARDS.values() for c in controls}
     assert used == set(CONTROLS)
@@ -47,7 +59,8 @@ def test_every_control_of_the_table_is_used_and_every_standard_is_named():
 
 @pytest.mark.parametrize("standard", list(STANDARDS))
 def test_each_standard_loads_when_all_its_controls_are_met(standard):
-    cfg = CleanroomConfig.from_toml(policy([standard]))
+    cfg = checked(policy([standard]))
+    require_controls(cfg)
     assert all(evaluate([standard], controls_snapshot(cfg))[standard].values())
     assert check_policy(cfg) == []
 
@@ -57,7 +70,7 @@ def test_each_missing_control_is_refused_naming_it_and_its_key(standard, control
     breaking = BREAKS[control]
     text = policy([standard], keyed=False) if breaking is None else policy([standard], breaking)
     with pytest.raises(PolicyError) as info:
-        CleanroomConfig.from_toml(text, file="c.toml")
+        checked(text, file="c.toml")
     err = info.value
     assert err.key == "cleanroom.security_policy.compliance_standards" and err.line == 2
     assert f"- {control} (required by {standard})" in str(err)
@@ -69,14 +82,14 @@ def test_each_missing_control_is_refused_naming_it_and_its_key(standard, control
 
 def test_soc2_without_an_hmac_key_is_refused_with_the_control_named():
     with pytest.raises(PolicyError) as info:
-        CleanroomConfig.from_toml(SP + 'compliance_standards = ["SOC2"]\naudit_level = "High"\n')
+        checked(SP + 'compliance_standards = ["SOC2"]\naudit_level = "High"\n')
     assert "audit.keyed" in str(info.value) and "audit_hmac_key_env" in str(info.value)
 
 
 def test_every_unmet_control_is_listed_in_one_error():
     text = SP + 'compliance_standards = ["PCI-DSS"]\nenable_data_redaction = false\nsecurity_level = "Low"\n'
     with pytest.raises(PolicyError) as info:
-        CleanroomConfig.from_toml(text)
+        checked(text)
     listed = [line.split()[1] for line in str(info.value).splitlines()[1:]]
     assert listed == ["audit.level", "audit.keyed", "redaction.enabled", "isolation.level",
                       "isolation.filesystem"]
@@ -85,7 +98,7 @@ def test_every_unmet_control_is_listed_in_one_error():
 
 def test_a_control_is_named_once_with_every_standard_needing_it():
     with pytest.raises(PolicyError) as info:
-        CleanroomConfig.from_toml(policy(["SOC2", "HIPAA", "GDPR"], keyed=False))
+        checked(policy(["SOC2", "HIPAA", "GDPR"], keyed=False))
     assert "- audit.keyed (required by SOC2, HIPAA)" in str(info.value)
 
 
@@ -109,7 +122,7 @@ def test_names_are_case_insensitive():
 def test_an_overlay_that_breaks_a_control_is_refused_under_its_own_name():
     text = policy(["SOC2"]) + "[cleanroom.dev.security_policy]\nenable_network_isolation = false\n"
     with pytest.raises(PolicyError) as info:
-        CleanroomConfig.from_toml(text)
+        checked(text)
     assert info.value.key == "cleanroom.dev.security_policy.compliance_standards"
     assert "network.isolated" in str(info.value)
 
@@ -146,3 +159,15 @@ def test_process_isolation_off_below_high_loads_with_a_warning(level):
     cfg = CleanroomConfig.from_toml(SP + f'security_level = "{level}"\nenable_process_isolation = false\n')
     warned = [w for w in check_policy(cfg) if w.key.endswith("enable_process_isolation")]
     assert len(warned) == 1 and "PID namespace" in warned[0].message
+
+
+def test_parsing_checks_names_but_an_environment_refuses_unmet_controls_before_making_anything(tmp_path):
+    # The reference guide's audit example names SOC2 without an HMAC key: it loads as it is ...
+    cfg = CleanroomConfig.from_toml(SP + 'compliance_standards = ["SOC2"]\naudit_level = "High"\n', file="g.toml")
+    # ... and nothing runs under it: the environment refuses before connecting or writing.
+    env = CleanroomEnvironment(cfg, url="unix:///nonexistent/podman.sock", audit_dir=tmp_path / "audit")
+    with pytest.raises(PolicyError) as info:
+        env.open()
+    assert "audit.keyed" in str(info.value) and "audit_hmac_key_env" in str(info.value)
+    assert info.value.key == "cleanroom.security_policy.compliance_standards" and info.value.file == "g.toml"
+    assert not (tmp_path / "audit").exists()

@@ -30,30 +30,8 @@ def test_committed_copies_match_the_live_guide():
 
 @pytest.mark.parametrize("ident,kind,text", [b for b in BLOCKS if b[1] == "good"], ids=lambda v: v if isinstance(v, str) and v.startswith("guide") else "")
 def test_every_good_block_loads_unchanged_with_no_warning(ident, kind, text):
-    if _conflicts_with_issue_13(text):
-        _assert_refused_for_the_key_only(text, ident)
-        return
     cfg = CleanroomConfig.from_toml(text, file=ident)
     assert check_policy(cfg) == []
-
-
-def _conflicts_with_issue_13(text: str) -> bool:
-    """The guide's "Enable Audit Logging" example names SOC2 and ISO27001 without an
-    audit HMAC key. Issue 13 requires a keyed trail for both ("a SOC2 policy without
-    an HMAC key is refused with the control named"): the guide and the issue disagree,
-    and the conflict is reported, not papered over by weakening the control. Until it
-    is resolved, such a block must be refused for that one control and nothing else."""
-    return "compliance_standards" in text and "audit_hmac_key_env" not in text
-
-
-def _assert_refused_for_the_key_only(text: str, ident: str) -> None:
-    with pytest.raises(PolicyError) as info:
-        CleanroomConfig.from_toml(text, file=ident)
-    assert info.value.key == "cleanroom.security_policy.compliance_standards"
-    assert "audit.keyed" in str(info.value) and "1 control(s)" in str(info.value)
-    keyed = text.replace("[cleanroom.security_policy]\n",
-                         '[cleanroom.security_policy]\naudit_hmac_key_env = "CLEANROOM_AUDIT_KEY"\n')
-    assert check_policy(CleanroomConfig.from_toml(keyed, file=ident)) == []
 
 
 AVOID = [(f"{i}-{n}", alt) for i, k, t in BLOCKS if k == "avoid" for n, alt in enumerate(split_avoid(t))]
@@ -152,9 +130,6 @@ def _copies() -> list[tuple[str, str]]:
 def test_committed_good_copies_load_with_no_warning(ident, text):
     # Runs even when the live guide is present, so a checkout without ../shared is
     # known to work before it happens.
-    if _conflicts_with_issue_13(text):
-        _assert_refused_for_the_key_only(text, ident)
-        return
     assert check_policy(CleanroomConfig.from_toml(text, file=ident)) == []
 
 
@@ -209,7 +184,6 @@ def test_empty_env_means_no_overlay(monkeypatch):
 
 
 def test_unknown_env_from_the_variable_lists_the_overlays(monkeypatch):
-    from sandbox.errors import PolicyError
 
     monkeypatch.setenv("CLEANROOM_ENV", "qa")
     with pytest.raises(PolicyError) as info:
