@@ -129,7 +129,9 @@ class GenericContainer:
             except Exception:  # a probe may fail while the service is coming up
                 pass
             state = svc.state()
-            if not state.get("Running", False):
+            # "unknown": Podman could not inspect it this moment (it may be mid-exit);
+            # ask again until the deadline rather than report an exit without its code.
+            if not state.get("Running", False) and state.get("Status") != "unknown":
                 raise ContainerError(f"service exited before it was ready ({self.wait.describe()})",
                                      sandbox=svc.name, exit_code=state.get("ExitCode"),
                                      last_output=self._tail())

@@ -1,6 +1,6 @@
 """`cleanroom audit report` on the log of a real environment run under the shipped
 compliance policy: a redaction and a timeout breach are counted, the keyed chain
-verifies, the controls come from the policy the log names (its digest matches)."""
+verifies, the controls come from the controls snapshot the log's policy.applied record carries."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def test_report_of_a_real_run_under_the_compliance_policy(tmp_path, podman_url, 
     assert ev["complete"] and ev["chain_verified"] and ev["keyed"] is True
     assert ev["environments"] == [env.id] and ev["sandboxes"] == 2
     assert ev["breaches"] == {"timeout": 1} and ev["redactions"].get("assignment", 0) >= 1
-    assert ev["controls_source"].endswith("(digest matches the log)")
+    assert ev["controls_source"] == "the audit log's policy.applied record"
     assert all(c["met"] for cs in ev["controls"].values() for c in cs)
     assert KEY not in proc.stdout and "hunter2-value" not in proc.stdout
     # Without the key the same log is not evidence of a keyed trail.

@@ -10,7 +10,7 @@ import re
 import pytest
 from podman_helpers import BUSYBOX, REPO, cleanroom_cli, containers_with_label
 
-from sandbox import AuditError, CleanroomConfig, CleanroomEnvironment
+from sandbox import AuditError, CleanroomConfig, CleanroomEnvironment, CleanroomError
 from sandbox.audit import verify_audit_log
 from sandbox.engine.ownership import LABEL_ENV
 
@@ -51,8 +51,9 @@ def test_an_unwritable_audit_dir_stops_the_environment_before_any_sandbox(tmp_pa
             with env:
                 env.run(BUSYBOX, ["/bin/true"])
         assert str(ro) in str(info.value) and "Permission denied" in str(info.value)
-        # Opening failed before the runner existed, so nothing could create a sandbox...
-        assert env.runner is None
+        # Opening failed, so the environment cannot create a sandbox ...
+        with pytest.raises(CleanroomError, match="not open"):
+            env.run(BUSYBOX, ["/bin/true"])
         # ...and none was: no container carries this environment's label.
         assert containers_with_label(podman_api, f"{LABEL_ENV}={env.id}") == []
         assert list(ro.iterdir()) == []
