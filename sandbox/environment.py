@@ -80,7 +80,8 @@ class CleanroomEnvironment:
     def _open(self) -> CleanroomEnvironment:
         require_controls(self.config)  # before anything is made: a standard's promise holds or nothing runs
         install_log_redaction()
-        self._api = LibpodAPI(self._url, redact=self._redactor.redact)
+        self._api = LibpodAPI(self._url, redact=self._redactor.redact, on_restart=self._engine_restarted,
+                              timeout=max(60.0, float(self.config.container_startup_timeout)))
         if self.config.security_policy.enable_audit_logging:
             # AuditLog makes the directory itself; an unwritable one is an AuditError.
             self._audit_log = AuditLog.for_policy(self.config.security_policy, self._audit_dir, self.id,
@@ -155,6 +156,9 @@ class CleanroomEnvironment:
         self._require_open()
         assert self._services is not None
         return self._services
+
+    def _engine_restarted(self, url: str, pid: int, during: str) -> None:
+        self._audit("engine.restarted", "Minimal", url=url, pid=pid, during=during)
 
     def _audit(self, event: str, min_level: str = "Minimal", **data: Any) -> None:
         self._events.remember(event, data)

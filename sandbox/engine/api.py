@@ -57,11 +57,13 @@ class AttachStream(Protocol):
     """A container's output as frames, from before its start until it exits."""
 
     def __iter__(self) -> Iterator[Frame]: ...
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Never raises: the connection may already be gone with the service."""
 
 
 class PodmanAPI(Protocol):
     url: str
+    restarts: int  # times the service was restarted under this API (streams opened before are gone)
 
     def ping(self) -> bool: ...
     def info(self) -> dict[str, Any]: ...

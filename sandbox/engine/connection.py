@@ -52,7 +52,7 @@ def candidate_urls(explicit: str | None = None) -> list[tuple[str, str]]:
     return unique
 
 
-def _probe(url: str) -> str | None:
+def probe(url: str) -> str | None:
     """None when the service answers, else a short reason."""
     if url.startswith("unix://"):
         path = url[len("unix://"):]
@@ -79,7 +79,7 @@ START_HINT = (
 def resolve_url(explicit: str | None = None) -> str:
     tried: list[tuple[str, str]] = []
     for url, origin in candidate_urls(explicit):
-        reason = _probe(url)
+        reason = probe(url)
         if reason is None:
             logger.debug("podman service found", url=url, origin=origin)
             return url

@@ -9,74 +9,26 @@ environment).
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from loguru import logger
 from podman import PodmanClient
 from podman.errors import APIError, NotFound
 from requests.exceptions import ConnectionError as TransportError
 from requests.exceptions import Timeout as TransportTimeout
 
-from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary
-from sandbox.engine.connection import START_HINT, resolve_url
+from sandbox.engine.api import ContainerInfo, ContainerSummary, NetworkSummary
+from sandbox.engine.connection import START_HINT, probe, resolve_url
+from sandbox.engine.decode import container_info, podman_message, runtime_exit_code
 from sandbox.engine.frames import Frame, read_frames
-from sandbox.engine.posture import posture_from_inspect
+from sandbox.engine.recovery import managed_service, restart
 from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 _JSON = {"content-type": "application/json"}
 _DEFAULT_TIMEOUT = 60.0
-
-
-def runtime_exit_code(message: str) -> int | None:
-    """The shell's convention, as `podman run` reports it: 127 not found, 126 not executable."""
-    low = message.lower()
-    if "not found" in low or "no such file" in low:
-        return 127
-    if "permission denied" in low:
-        return 126
-    return None
-
-
-def _podman_message(exc: Exception) -> str:
-    msg = getattr(exc, "explanation", None) or str(exc)
-    return str(msg).splitlines()[0][:500] if str(msg) else type(exc).__name__
-
-
-def _runtime_spec(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The OCI runtime spec Podman wrote for the runtime: exactly what will run. The
-    rootless service and the engine share a user, so the file is readable here."""
-    path = data.get("OCIConfigPath")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (TypeError, OSError, ValueError):
-        return None
-
-
-def _info_from(data: dict[str, Any], posture: bool = False) -> ContainerInfo:
-    state = data.get("State") or {}
-    exit_code = state.get("ExitCode")
-    return ContainerInfo(
-        id=data["Id"], name=str(data.get("Name", "")).lstrip("/"),
-        state=ContainerState(status=str(state.get("Status", "unknown")), running=bool(state.get("Running")),
-                             pid=int(state.get("Pid") or 0), exit_code=None if exit_code is None else int(exit_code),
-                             error=str(state.get("Error") or "")),
-        labels=dict((data.get("Config") or {}).get("Labels") or {}),
-        ports=_host_ports(data),
-        posture=posture_from_inspect(data, _runtime_spec(data)) if posture else None,
-    )
-
-
-def _host_ports(data: dict[str, Any]) -> dict[int, int]:
-    out: dict[int, int] = {}
-    ports = ((data.get("NetworkSettings") or {}).get("Ports")) or {}
-    for key, bindings in ports.items():
-        for b in bindings or []:
-            if b.get("HostPort"):
-                out[int(str(key).split("/")[0])] = int(b["HostPort"])
-                break
-    return out
 
 
 class _Attached:
@@ -93,16 +45,26 @@ class _Attached:
         # Only the session: closing the response would wait for the buffered reader
         # that the output thread may still be blocked in; the container's removal
         # ends that read, and the response goes with it.
-        self._client.close()
+        try:
+            self._client.close()
+        except Exception as exc:  # the connection may already be gone with the service
+            logger.debug("attach session close failed", error=type(exc).__name__)
 
 
 class LibpodAPI:
     """One resolved service URL; a keep-alive client per thread (requests sessions are
     not thread-safe, and the engine runs sandboxes concurrently)."""
 
-    def __init__(self, url: str | None = None, *, redact: Callable[[str], str] | None = None) -> None:
+    def __init__(self, url: str | None = None, *, redact: Callable[[str], str] | None = None,
+                 timeout: float = _DEFAULT_TIMEOUT,
+                 on_restart: Callable[[str, int, str], None] | None = None) -> None:
         self.url = resolve_url(url)
         self._redact = redact or (lambda s: s)
+        self._timeout = timeout
+        self._managed = managed_service(self.url)
+        self._restarted = False
+        self.restarts = 0
+        self._on_restart = on_restart  # (url, pid, during what): the environment audits it
         self._local = threading.local()
         self._clients: list[PodmanClient] = []
         self._lock = threading.Lock()
@@ -121,27 +83,64 @@ class LibpodAPI:
                  timeout: float | None = None, client: PodmanClient | None = None, runtime: bool = False,
                  **kw: Any) -> Any:
         """Send one request; any failure leaves as a CleanroomError (never chained to the
-        dependency's exception, whose text is not redacted)."""
+        dependency's exception, whose text is not redacted). A managed service found dead
+        is restarted once, and a call that never reached it is sent again."""
         api = (client or self._client()).api
-        if timeout is not None:
+        if not kw.get("stream"):
+            kw["timeout"] = timeout or self._timeout  # a slow service is an error, never a hang
+        elif timeout is not None:
             kw["timeout"] = timeout
         error: CleanroomError
-        try:
-            resp = getattr(api, method)(path, **kw)
-            resp.raise_for_status()
-            return resp
-        except NotFound as exc:
-            error = ContainerNotFound(f"{what}: {self._redact(_podman_message(exc))}", sandbox=sandbox)
-        except APIError as exc:
-            msg = self._redact(_podman_message(exc))
-            error = ContainerError(f"{what} failed: {msg}", sandbox=sandbox,
-                                   exit_code=runtime_exit_code(msg) if runtime else None)
-        except TransportTimeout:
-            error = TimeoutExceeded(what, timeout or _DEFAULT_TIMEOUT, sandbox=sandbox)
-        except TransportError as exc:
-            error = EngineUnavailable([(self.url, f"the service stopped answering during {what} "
-                                                  f"({type(exc).__name__})")], START_HINT)
+        for attempt in (1, 2):
+            try:
+                resp = getattr(api, method)(path, **kw)
+                resp.raise_for_status()
+                return resp
+            except NotFound as exc:
+                error = ContainerNotFound(f"{what}: {self._redact(podman_message(exc))}", sandbox=sandbox)
+            except APIError as exc:
+                if exc.response is not None:
+                    msg = self._redact(podman_message(exc))
+                    error = ContainerError(f"{what} failed: {msg}", sandbox=sandbox,
+                                           exit_code=runtime_exit_code(msg) if runtime else None)
+                elif isinstance(exc.__cause__, TransportTimeout):
+                    error = TimeoutExceeded(what, kw.get("timeout") or self._timeout, sandbox=sandbox)
+                else:  # podman-py wraps transport failures in an APIError without a response
+                    error = self._lost(what, exc.__cause__)
+                    if attempt == 1 and self._recovered(exc.__cause__, what):
+                        continue
+            except TransportTimeout:
+                error = TimeoutExceeded(what, kw.get("timeout") or self._timeout, sandbox=sandbox)
+            except TransportError as exc:
+                error = self._lost(what, exc)
+                if attempt == 1 and self._recovered(exc, what):
+                    continue
+            break
         raise error
+
+    def _lost(self, what: str, cause: BaseException | None) -> EngineUnavailable:
+        fix = START_HINT if self._managed is None else (
+            "cleanroom manages this service and restarts it once per environment; it did not come back: "
+            "see ~/.local/state/cleanroom/podman-service.log, or run scripts/setup-host.sh as root")
+        return EngineUnavailable([(self.url, f"the service stopped answering during {what} "
+                                             f"({type(cause).__name__ if cause else 'no answer'})")], fix)
+
+    def _recovered(self, cause: BaseException | None, what: str) -> bool:
+        """Restart a dead managed service (once); True when the failed call may be sent
+        again: it never reached the service (no connection was made)."""
+        if self._managed is None or self._restarted or probe(self.url) is None:
+            return False
+        self._restarted = True
+        try:
+            pid = restart(self._managed)
+            self.restarts += 1
+        except (OSError, subprocess.SubprocessError) as exc:
+            logger.error("restarting the Podman service failed", url=self.url, error=str(exc))
+            return False
+        self.close()  # keep-alive connections to the dead service are useless
+        if self._on_restart is not None:
+            self._on_restart(self.url, pid, what)
+        return "Unable to make connection" in repr(cause) or "Connection refused" in repr(cause)
 
     def close(self) -> None:
         with self._lock:
@@ -199,7 +198,7 @@ class LibpodAPI:
         self._request("post", f"/containers/{cid}/start", "start", timeout=timeout, runtime=True)
 
     def inspect_container(self, cid: str, *, posture: bool = False) -> ContainerInfo:
-        return _info_from(self._request("get", f"/containers/{cid}/json", "inspect").json(), posture)
+        return container_info(self._request("get", f"/containers/{cid}/json", "inspect").json(), posture)
 
     def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
         self._request("post", f"/containers/{cid}/kill", "kill", params={"signal": signal})

@@ -70,6 +70,7 @@ class Output:
                  on_stderr: Callable[[str], None] | None = None) -> None:
         self.stdout = Capture(redactor, on_stdout)
         self.stderr = Capture(redactor, on_stderr)
+        self.lost: str | None = None  # why the stream broke off before the container ended
 
     def feed(self, frames: Iterable[Frame]) -> None:
         for stream, payload in frames:

@@ -23,7 +23,7 @@ from sandbox.engine.posture import KernelReader, differences, read_kernel_view, 
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.spec import build_spec
 from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NetworkAttachment, SandboxHandle
-from sandbox.errors import CleanroomError, ContainerError, NetworkPolicyViolation, TimeoutExceeded
+from sandbox.errors import CleanroomError, ContainerError, EngineUnavailable, NetworkPolicyViolation, TimeoutExceeded
 
 # How long the output reader may take to drain after a timeout kill.
 _DRAIN_SECONDS = 10.0
@@ -84,18 +84,27 @@ class SandboxRunner:
         self.audit("sandbox.command", "High", sandbox=request.name, command=self._redacted(request.command))
         output = Output(self.redactor, on_stdout, on_stderr)
         stream: AttachStream | None = None
+        generation = self.api.restarts
         try:
             stream, reader = self._attach(made.handle, output)
             self._start(made.handle, output, reader)
             timed_out = self._collect(made.handle, reader, started + limit)
             exit_code = self._exit_status(made.handle)
+            if self.api.restarts != generation:  # the stream ended with the old service, not the sandbox
+                output.lost = output.lost or "the service was restarted"
             output.close()
             self._each("after_exit", made.handle)
         finally:
             try:
                 self.dispose(made)
             finally:
-                self._close_stream(stream)
+                if stream is not None:
+                    stream.close()
+        if output.lost:
+            self.audit("sandbox.lost", "Minimal", sandbox=request.name, reason=output.lost)
+            raise ContainerError(f"the output stream broke off ({output.lost}): the Podman service stopped while "
+                                 "the sandbox ran, so its output and exit are incomplete; it was removed",
+                                 sandbox=request.name, last_output=output.tail())
         result = self._verdict(request, made.handle, output, exit_code, timed_out, time.monotonic() - started)
         for event, level, data in audit_records(result):
             self.audit(event, level, **data)
@@ -173,7 +182,8 @@ class SandboxRunner:
         def pump() -> None:
             try:
                 output.feed(stream)
-            except Exception as exc:  # a broken stream ends the capture; the exit code still comes
+            except Exception as exc:  # the service went away mid-stream: the result says so
+                output.lost = type(exc).__name__
                 logger.warning("output stream ended early", sandbox=handle.name, error=type(exc).__name__)
 
         reader = threading.Thread(target=pump, name=f"attach-{handle.name}", daemon=True)
@@ -212,6 +222,8 @@ class SandboxRunner:
         while True:
             try:
                 state = self.api.inspect_container(handle.id).state
+            except EngineUnavailable:
+                raise
             except CleanroomError as exc:
                 logger.warning("inspect after exit failed", sandbox=handle.name, error=str(exc))
                 return -1
@@ -255,11 +267,8 @@ class SandboxRunner:
         try:
             yield
         except CleanroomError as exc:
-            self._redact_error(exc)
+            exc.args = tuple(redact_again(self.redactor, a) if isinstance(a, str) else a for a in exc.args)
             raise
-
-    def _redact_error(self, exc: CleanroomError) -> None:
-        exc.args = tuple(redact_again(self.redactor, a) if isinstance(a, str) else a for a in exc.args)
 
     def _each(self, hook: str, arg: Any) -> None:
         for confiner in self.confiners:
@@ -287,11 +296,3 @@ class SandboxRunner:
             self.api.kill_container(handle.id)
         except CleanroomError as exc:
             logger.warning("kill failed", sandbox=handle.name, error=str(exc))
-
-    @staticmethod
-    def _close_stream(stream: AttachStream | None) -> None:
-        if stream is not None:
-            try:
-                stream.close()
-            except Exception as exc:  # the connection may already be gone with the container
-                logger.debug("attach stream close failed", error=type(exc).__name__)

@@ -63,6 +63,7 @@ class _Stream:
 
 class FakePodman:
     url = "fake://podman"
+    restarts = 0
 
     def __init__(self, program: Program = echo_program, log: list[str] | None = None) -> None:
         self.program = program

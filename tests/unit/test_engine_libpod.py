@@ -20,6 +20,8 @@ SECRET = "s3cret-in-a-podman-message"
 class _Resp:
     def __init__(self, status: int = 200, payload=None, error: Exception | None = None) -> None:
         self.status_code = status
+        self.reason = "Internal Server Error" if status >= 500 else "OK"
+        self.url = "http://d/v5/libpod/x"
         self._payload = payload
         self._error = error
 
@@ -48,7 +50,7 @@ def api_raising(monkeypatch, outcome) -> libpod.LibpodAPI:
 
 @pytest.mark.parametrize(("outcome", "expected", "words"), [
     (_Resp(404, error=NotFound(f"no such container {SECRET}")), ContainerNotFound, "inspect"),
-    (_Resp(500, error=APIError(f"runtime said {SECRET}")), ContainerError, "inspect failed"),
+    (_Resp(500, error=APIError("500", response=_Resp(500), explanation=f"runtime said {SECRET}")), ContainerError, "inspect failed"),
     (ReadTimeout("read timed out"), TimeoutExceeded, "inspect exceeded its timeout"),
     (RequestsConnectionError(f"connection refused {SECRET}"), EngineUnavailable, "unix:///run/fake/podman.sock"),
 ])
@@ -63,6 +65,29 @@ def test_each_failure_becomes_its_cleanroom_error(monkeypatch, outcome, expected
     assert info.value.__cause__ is None and info.value.__context__ is None
 
 
+def _wrapped(cause: Exception) -> APIError:
+    """What podman-py raises when the transport fails: an APIError without a response,
+    raised from the requests exception."""
+    try:
+        raise cause
+    except Exception as exc:
+        try:
+            raise APIError("http://%2Frun%2Ffake/v5/libpod/x", explanation="GET operation failed") from exc
+        except APIError as wrapped:
+            return wrapped
+
+
+@pytest.mark.parametrize(("cause", "expected"), [
+    (RequestsConnectionError("Unable to make connection to UDS"), EngineUnavailable),
+    (ReadTimeout("read timed out"), TimeoutExceeded),
+])
+def test_podman_py_s_wrapped_transport_failures_are_recognised(monkeypatch, cause, expected):
+    api = api_raising(monkeypatch, _wrapped(cause))
+    with pytest.raises(expected) as info:
+        api.create_container({"image": "i", "name": "n"}, timeout=5)
+    assert "operation failed" not in str(info.value)  # the cause is named, not podman-py's wrapper text
+
+
 def test_an_engine_that_went_away_names_the_socket_and_the_fix(monkeypatch):
     api = api_raising(monkeypatch, RequestsConnectionError("refused"))
     with pytest.raises(EngineUnavailable) as info:
@@ -72,7 +97,8 @@ def test_an_engine_that_went_away_names_the_socket_and_the_fix(monkeypatch):
 
 
 def test_a_runtime_failure_at_start_carries_the_shell_exit_code(monkeypatch):
-    api = api_raising(monkeypatch, _Resp(500, error=APIError("exec: \"/no/such\": stat /no/such: no such file")))
+    api = api_raising(monkeypatch, _Resp(500, error=APIError("500", response=_Resp(500),
+                                                                 explanation="stat /no/such: no such file")))
     with pytest.raises(ContainerError) as info:
         api.init_container("abc", timeout=5)
     assert info.value.exit_code == 127 and "start failed" in str(info.value)
