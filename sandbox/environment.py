@@ -86,12 +86,19 @@ class CleanroomEnvironment:
             # AuditLog makes the directory itself; an unwritable one is an AuditError.
             self._audit_log = AuditLog.for_policy(self.config.security_policy, self._audit_dir, self.id,
                                                   self._redactor)
+        unconfined = None
         if self._confine:
             self._confiners = confiners_for(self.config, self.id, self._audit)
+            if not any(isinstance(c, CgroupConfiner) for c in self._confiners):
+                unconfined = "security_policy.allow_unconfined: this host cannot enforce cgroup limits"
+        else:
+            unconfined = "CleanroomEnvironment(confine=False)"
+            self._audit("environment.unconfined", "Minimal", reason=unconfined)
         self._network = EnvironmentNetwork(self._api, self.id, owner_labels(self.id, "network"))
         self._runner = SandboxRunner(self._api, self.config, environment_id=self.id, redactor=self._redactor,
                                      audit=self._audit, confiners=self._confiners,
-                                     labels=lambda kind, name: owner_labels(self.id, kind, name))
+                                     labels=lambda kind, name: owner_labels(self.id, kind, name),
+                                     unconfined=unconfined)
         self._services = ServiceRegistry(ServiceLauncher(self._runner, self._network, self.add_secret),
                                          self.record_metric)
         self._opened = True

@@ -64,6 +64,8 @@ def _summary(result, audit_where: str) -> str:
         parts.append(f"LIMIT {b.limit} {value} hit: {b.detail}" if b.detail else f"LIMIT {b.limit} {value} hit")
     if result.redactions:
         parts.append("redacted " + ", ".join(f"{k}×{v}" for k, v in sorted(result.redactions.items())))
+    if result.unconfined:
+        parts.append(f"UNCONFINED ({result.unconfined})")
     parts.append(audit_where)
     return "cleanroom: " + " · ".join(parts)
 

@@ -26,21 +26,23 @@ def confiners_for(config: Any, environment_id: str, audit: AuditFn) -> list[Conf
     """The confiners an environment runs its sandboxes through.
 
     Without a delegated cgroup subtree the limits cannot be enforced: that is an
-    error, not a silent downgrade, unless the policy turns resource monitoring off.
-    Network rules always apply; their modules are imported above, so a broken
-    install fails here loudly instead of running sandboxes without them.
+    error, not a silent downgrade, unless the policy opts out explicitly with
+    ``allow_unconfined`` (then the audit and every result say so). Network rules
+    always apply; their modules are imported above, so a broken install fails here
+    loudly instead of running sandboxes without them.
     """
     out: list[Confiner] = []
     driver = make_driver()
     if driver is not None and driver.available():
         out.append(CgroupConfiner(config, driver, environment_id=environment_id, audit=audit))
-    elif config.resource_limits.enable_resource_monitoring:
+    elif not config.security_policy.allow_unconfined:
         raise CleanroomError(
-            f"cgroup limits cannot be enforced on this host ({cgroup_driver_name()}); "
-            "run scripts/setup-host.sh as root, or set enable_resource_monitoring = false"
-        )
+            f"cgroup limits cannot be enforced on this host: {cgroup_driver_name()}. `cleanroom doctor` names "
+            "the fix (as root, scripts/setup-host.sh delegates a cgroup subtree to this user); to run without "
+            "limits anyway set security_policy.allow_unconfined = true (refused at High and Maximum)")
     else:
         logger.warning("cgroup limits not enforced: no delegated subtree", driver=cgroup_driver_name())
+        audit("environment.unconfined", "Minimal", reason=f"no cgroup limits: {cgroup_driver_name()}")
     out.append(NetworkConfiner(config))
     return out
 

@@ -27,6 +27,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     breaches: list[LimitBreach] = msgspec.field(default_factory=list)
     truncated: bool = False
     confine_seconds: float = 0.0  # init → confined: cgroup placement and network rules
+    unconfined: str | None = None  # why no cgroup limits applied (an explicit opt-out), else None
 
     @property
     def ok(self) -> bool:
@@ -56,7 +57,8 @@ def audit_records(result: RunResult) -> list[tuple[str, str, dict[str, Any]]]:
     out.append(("sandbox.verdict", "Medium", {"sandbox": result.sandbox, "verdict": result.verdict,
                                               "exit_code": result.exit_code,
                                               "duration_seconds": round(result.duration_seconds, 3),
-                                              "breaches": msgspec.to_builtins(result.breaches)}))
+                                              "breaches": msgspec.to_builtins(result.breaches),
+                                              **({"unconfined": result.unconfined} if result.unconfined else {})}))
     return out
 
 

@@ -44,7 +44,7 @@ class SandboxRunner:
     def __init__(self, api: PodmanAPI, config: Any, *, environment_id: str, redactor: Any = None,
                  audit: AuditFn | None = None, confiners: Sequence[Confiner] = (),
                  labels: Callable[[str, str], dict[str, str]] | None = None,
-                 kernel_view: KernelReader | None = read_kernel_view) -> None:
+                 kernel_view: KernelReader | None = read_kernel_view, unconfined: str | None = None) -> None:
         self.api = api
         self.config = config
         self.environment_id = environment_id
@@ -53,6 +53,7 @@ class SandboxRunner:
         self.confiners = tuple(confiners)
         self._labels = labels
         self._kernel_view = kernel_view  # None only where there is no kernel to ask (unit tests)
+        self.unconfined = unconfined  # set when the environment runs without cgroup limits, by choice
 
     @property
     def startup_timeout(self) -> float:
@@ -242,6 +243,7 @@ class SandboxRunner:
             stdout=output.stdout.text(), stderr=output.stderr.text(), duration_seconds=duration, usage=handle.usage,
             redactions=output.counts(), timed_out=timed_out, oom_killed=handle.usage.oom_kills > 0,
             breaches=list(handle.breaches), truncated=output.truncated, confine_seconds=handle.confine_seconds,
+            unconfined=self.unconfined,
         )
 
     def dispose(self, made: Made, *, read_usage: bool = False) -> None:

@@ -62,9 +62,8 @@ EFFECTS: dict[str, Effect] = {
         "sandboxes and services alive at once; one more is refused before it is created",
         (_RL + "test_container_count_refuses_the_third_before_creating_it",)),
     "resource_limits.enable_resource_monitoring": Effect(
-        "on: a host that cannot enforce cgroup limits refuses to open an environment; off: runs unconfined, warned",
-        ("tests/unit/test_confine_required.py::test_on_without_cgroup_delegation_refuses_naming_the_key",
-         "tests/unit/test_confine_required.py::test_off_without_cgroup_delegation_runs_unconfined")),
+        "on: running sandboxes' usage is sampled at least every second; off: only at metrics_interval",
+        ("tests/unit/test_confine_limits.py::test_resource_monitoring_samples_running_sandboxes_within_a_second",)),
     "resource_limits.sandbox.memory_bytes": Effect(
         "memory limit of each sandbox; going over is an OOM kill reported as a memory breach",
         (_RL + "test_memory_bomb_is_killed_and_reported_as_memory",)),
@@ -135,6 +134,12 @@ EFFECTS: dict[str, Effect] = {
         "the isolation preset: root filesystem, capabilities, no-new-privileges (Maximum: also no network)",
         (_ER + "test_strict_policy_confines_the_process",
          _FX + "test_capabilities_and_no_new_privileges_follow_their_keys")),
+    "security_policy.allow_unconfined": Effect(
+        "a host without cgroup delegation is an error unless this opts out (refused at High and above); "
+        "then the audit and every result say unconfined",
+        ("tests/unit/test_confine_required.py::test_without_cgroup_delegation_an_environment_refuses_naming_the_fix",
+         "tests/unit/test_confine_required.py::test_allow_unconfined_runs_without_limits_and_says_so",
+         "tests/unit/test_confine_required.py::test_allow_unconfined_is_refused_at_high_and_above")),
     "security_policy.compliance_standards": Effect(
         "names are checked at load; an unmet control of a named standard stops an environment from opening "
         "and fails `policy check`",

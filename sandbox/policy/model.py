@@ -78,6 +78,9 @@ class SecurityPolicy(_Base):
     audit_log_dir: str | None = None
     security_level: Level = "High"
     compliance_standards: list[str] = msgspec.field(default_factory=list)
+    # Run without cgroup limits when the host cannot enforce them (refused at High and
+    # above); every result and the audit then say "unconfined". Off: such a host is an error.
+    allow_unconfined: bool = False
     # Isolation switches; None takes the value from security_level's preset.
     read_only_root: bool | None = None
     drop_all_capabilities: bool | None = None

@@ -72,6 +72,11 @@ def check_rules(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool],
              f"process isolation cannot be off at security_level {sp.security_level}: the sandbox would see "
              "and signal the host's processes",
              "true at High and Maximum; false only at Minimal, Low or Medium")
+    if sp.allow_unconfined and sp.security_level in PROCESS_ISOLATION_REQUIRED \
+            and not had_error("security_policy.security_level"):
+        fail(["security_policy", "allow_unconfined"],
+             f"running without cgroup limits cannot be allowed at security_level {sp.security_level}",
+             "false at High and Maximum; true only at Minimal, Low or Medium")
     _check_compliance(cfg, fail, had_error, controls)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from types import SimpleNamespace
 
 import psutil
@@ -26,6 +27,7 @@ class FakeDriver:
     version = "fake"
 
     def __init__(self) -> None:
+        self.reads: dict[str, int] = {}
         self.dirs: dict[str, dict] = {}
         self.usage: dict[str, dict[str, int]] = {}
         self.procs: dict[str, list[int]] = {}
@@ -47,6 +49,7 @@ class FakeDriver:
         self.procs[rel] = [pid]
 
     def read_usage(self, rel):
+        self.reads[rel] = self.reads.get(rel, 0) + 1
         return dict(self.usage.get(rel, {}))
 
     def tasks(self, rel):
@@ -67,7 +70,7 @@ def policy(**over) -> SimpleNamespace:
     sb = SimpleNamespace(memory_bytes=512 * MiB, memory_swap_bytes=None, cpu_percent=100.0, pids_limit=512,
                          io_weight=None)
     rl = SimpleNamespace(max_container_count=over.get("count", 10), max_memory_usage_bytes=2048 * MiB,
-                         max_cpu_usage_percent=50.0, enable_resource_monitoring=True,
+                         max_cpu_usage_percent=50.0, enable_resource_monitoring=over.get("monitoring", True),
                          max_network_bandwidth_bytes_per_sec=None, sandbox=sb)
     return SimpleNamespace(resource_limits=rl, performance_monitoring=SimpleNamespace(metrics_interval=10.0))
 
@@ -205,3 +208,15 @@ def test_an_oom_kill_names_the_limit_that_ran_out(made, failcnt, peak, expect):
     (b,) = h.breaches
     assert b.limit == "memory" and expect[0] in b.detail and b.limit_value == expect[1]
     c.release(h)
+
+
+@pytest.mark.parametrize(("monitoring", "sampled"), [(True, True), (False, False)])
+def test_resource_monitoring_samples_running_sandboxes_within_a_second(made, monitoring, sampled):
+    # metrics_interval is 10 s: only the monitoring switch makes the sampler look sooner.
+    c, driver, _ = made(monitoring=monitoring)
+    c.before_create(request("live"))
+    c.after_init(handle("live"))
+    before = driver.reads.get("env-test/live", 0)
+    time.sleep(1.3)
+    assert (driver.reads.get("env-test/live", 0) > before) is sampled
+    c.release(handle("live"))
