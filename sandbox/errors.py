@@ -122,9 +122,19 @@ class EngineUnavailable(CleanroomError):
         super().__init__("\n".join(lines))
 
 
+class SecretRefused(CleanroomError):
+    """A secret value given to mask (``--secret``, ``add_secret``, a service password)
+    cannot be masked safely. The message names the secret, never its value."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        self.name = name
+        super().__init__(message)
+
+
 __all__ = [
     "CleanroomError",
     "PolicyError",
+    "SecretRefused",
     "ContainerError",
     "ResourceLimitExceeded",
     "NetworkPolicyViolation",
