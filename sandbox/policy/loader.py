@@ -27,6 +27,8 @@ from sandbox.policy.model import (
     field_names,
 )
 from sandbox.policy.units import DURATION_FORMS, SIZE_FORMS, parse_duration, parse_size
+from sandbox.redact.dialect import DIALECT, PatternError, compile_pattern
+from sandbox.redact.pack import BUILTIN_IDS, policy_rules, unknown_rule_ids
 
 TOP_FIELDS = set(field_names(CleanroomConfig))
 
@@ -242,12 +244,7 @@ def _check_semantics(cfg: CleanroomConfig, fail) -> None:
             except ValueError:
                 raise fail(["security_policy", field, i], f"{cidr!r} is not a valid CIDR",
                            'IPv4 or IPv6 networks like "10.0.0.0/8" or "fd00::/8"') from None
-    for i, pattern in enumerate(sp.redaction_patterns):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise fail(["security_policy", "redaction_patterns", i], f"invalid regular expression: {exc}",
-                       "Python regular expressions") from None
+    _check_redaction(sp, fail)
     for i, cap in enumerate(sp.allowed_capabilities or []):
         if normalise_capability(cap) not in CAPABILITIES:
             raise fail(["security_policy", "allowed_capabilities", i], f"unknown capability {cap!r}",
@@ -263,6 +260,27 @@ def _check_semantics(cfg: CleanroomConfig, fail) -> None:
         raise fail(["resource_limits", "sandbox", "memory_swap_bytes"],
                    f"memory+swap ({sb.memory_swap_bytes}) is below memory ({sb.memory_bytes})",
                    "a value >= resource_limits.sandbox.memory_bytes")
+
+
+def _check_redaction(sp: Any, fail) -> None:
+    """Redaction patterns compile in the redactor's own dialect; disabled ids name
+    built-in rules; extra rules pass the same validation as the built-in pack."""
+    for i, pattern in enumerate(sp.redaction_patterns):
+        try:
+            compile_pattern(pattern)
+        except PatternError as exc:
+            raise fail(["security_policy", "redaction_patterns", i], f"invalid regular expression: {exc}",
+                       DIALECT) from None
+    for i, rid, hint in unknown_rule_ids(sp.redaction_rules_disabled, BUILTIN_IDS):
+        raise fail(["security_policy", "redaction_rules_disabled", i], f"unknown built-in rule {rid!r}{hint}",
+                   "ids of built-in rules such as aws_access_key_id (see sandbox/redact/pack/*.toml)")
+    try:
+        policy_rules(sp.redaction_rules, BUILTIN_IDS)
+    except PolicyError as exc:
+        path: list[str | int] = ["security_policy"]
+        for part in re.findall(r"\.([A-Za-z_]+)|\[(\d+)\]", "." + (exc.key or "").split("security_policy", 1)[-1]):
+            path.append(part[0] if part[0] else int(part[1]))
+        raise fail(path, exc.reason, exc.allowed) from None
 
 
 def _dotted(path: list[str | int]) -> str:
