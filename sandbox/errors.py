@@ -122,13 +122,17 @@ class EngineUnavailable(CleanroomError):
         super().__init__("\n".join(lines))
 
 
-class SecretRefused(CleanroomError):
+class SecretRefused(PolicyError):
     """A secret value given to mask (``--secret``, ``add_secret``, a service password)
-    cannot be masked safely. The message names the secret, never its value."""
+    cannot be masked safely. The message names the secret, never its value. A
+    PolicyError: what may be masked is the session's policy, not an engine failure."""
 
     def __init__(self, message: str, *, name: str) -> None:
         self.name = name
-        super().__init__(message)
+        self.file = self.line = self.allowed = None
+        self.key = f"secret {name}"
+        self.reason = message
+        CleanroomError.__init__(self, message)
 
 
 __all__ = [
