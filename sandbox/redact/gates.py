@@ -19,9 +19,10 @@ changeme change_me change-me changeit password passwd secret token apikey api_ke
 undefined empty hidden masked redacted placeholder dummy todo tbd xxx n/a na str string bytes required optional
 sample default value yes no on off notset not_set unset bearer basic required_field env file stdin
 """.split())
-_PLACEHOLDER_PARTS = ("example", "redacted", "placeholder", "changeme", "change_me", "replace_me", "replaceme",
-                      "your_", "your-", "yourpass", "yourtoken", "yourkey", "<your", "insert_", "dummy", "fake_",
-                      "_here", "-here", "xxxxx", "*****", "•••", "[redacted", "{{", "}}")
+_PLACEHOLDER_WORDS_IN = ("example", "redacted", "placeholder", "changeme", "change_me", "replace_me", "replaceme",
+                         "yourpass", "yourtoken", "yourkey", "xxxxx", "*****", "•••")
+# Short markers could occur by chance inside a long random token: only short values.
+_PLACEHOLDER_SHORT_PARTS = ("your_", "your-", "<your", "insert_", "dummy", "fake_", "_here", "-here", "{{", "}}")
 _TEMPLATE = re.compile(r"^(?:\$\{?[A-Za-z_][\w:.\-]*\}?|%[A-Za-z_]\w*%|<[^<>]*>|\{[A-Za-z_][\w.]*\}|\(.*\))$")
 _MASKED_RUN = re.compile(r"([xX*#•.?])\1{4,}")
 _CODE_REF = re.compile(r"^(?:[A-Za-z_]\w*\.)+[A-Za-z_]\w*$|[()\[\]]")
@@ -42,7 +43,9 @@ def is_placeholder(value: str) -> bool:
     low = v.lower()
     if len(v) < 3 or low in _PLACEHOLDER_WORDS or _TEMPLATE.match(v):
         return True
-    if any(p in low for p in _PLACEHOLDER_PARTS) or _MASKED_RUN.search(v):
+    if any(p in low for p in _PLACEHOLDER_WORDS_IN) or _MASKED_RUN.search(v):
+        return True
+    if len(v) <= 40 and any(p in low for p in _PLACEHOLDER_SHORT_PARTS):
         return True
     return len(set(v)) <= 2
 
