@@ -128,9 +128,23 @@ class AuditError(CleanroomError):
         super().__init__(f"audit log {path}: {problem}; nothing runs unaudited. fix: {fix}")
 
 
+class SecretRefused(PolicyError):
+    """A secret value given to mask (``--secret``, ``add_secret``, a service password)
+    cannot be masked safely. The message names the secret, never its value. A
+    PolicyError: what may be masked is the session's policy, not an engine failure."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        self.name = name
+        self.file = self.line = self.allowed = None
+        self.key = f"secret {name}"
+        self.reason = message
+        CleanroomError.__init__(self, message)
+
+
 __all__ = [
     "CleanroomError",
     "PolicyError",
+    "SecretRefused",
     "ContainerError",
     "ContainerNotFound",
     "ResourceLimitExceeded",

@@ -140,6 +140,14 @@ EFFECTS: dict[str, Effect] = {
         ("tests/unit/test_confine_required.py::test_without_cgroup_delegation_an_environment_refuses_naming_the_fix",
          "tests/unit/test_confine_required.py::test_allow_unconfined_runs_without_limits_and_says_so",
          "tests/unit/test_confine_required.py::test_allow_unconfined_is_refused_at_high_and_above")),
+    "security_policy.redaction_rules_disabled": Effect(
+        "the built-in rules named are not applied; an unknown id is an error with a did-you-mean",
+        ("tests/unit/test_policy_redaction.py::test_disabled_rule_is_not_applied",
+         "tests/unit/test_policy_redaction.py::test_unknown_disabled_id_names_the_key_and_suggests")),
+    "security_policy.redaction_rules": Effect(
+        "extra rules (id, regex, keywords, examples) mask under their own id, validated like the built-in pack",
+        ("tests/unit/test_policy_redaction.py::test_extra_rule_masks_and_is_named",
+         "tests/unit/test_policy_redaction.py::test_bad_extra_rules_name_their_key")),
     "security_policy.compliance_standards": Effect(
         "names are checked at load; an unmet control of a named standard stops an environment from opening "
         "and fails `policy check`",

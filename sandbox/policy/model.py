@@ -58,6 +58,17 @@ class ResourceLimits(_Base):
     sandbox: SandboxLimits = msgspec.field(default_factory=SandboxLimits)
 
 
+class RedactionRule(_Base):
+    """A policy's own redaction rule, checked like the built-in ones: ``examples`` must be
+    masked, ``non_examples`` must not (mark the secret part of an example with «...»)."""
+
+    id: str
+    regex: str
+    keywords: list[str] = msgspec.field(default_factory=list)
+    examples: list[str] = msgspec.field(default_factory=list)
+    non_examples: list[str] = msgspec.field(default_factory=list)
+
+
 class SecurityPolicy(_Base):
     enable_network_isolation: bool = True
     enable_filesystem_isolation: bool = True
@@ -72,6 +83,8 @@ class SecurityPolicy(_Base):
     enable_data_redaction: bool = True
     redaction_patterns: list[str] = msgspec.field(default_factory=list)
     enable_builtin_redaction_rules: bool = True
+    redaction_rules_disabled: list[str] = msgspec.field(default_factory=list)  # built-in rule ids
+    redaction_rules: list[RedactionRule] = msgspec.field(default_factory=list)
     enable_audit_logging: bool = True
     audit_level: Level = "Medium"
     audit_hmac_key_env: str | None = None
@@ -151,6 +164,7 @@ SUBTABLES: dict[str, type[msgspec.Struct]] = {
     "resource_limits": ResourceLimits,
     "resource_limits.sandbox": SandboxLimits,
     "security_policy": SecurityPolicy,
+    "security_policy.redaction_rules": RedactionRule,
     "performance_monitoring": PerformanceMonitoring,
     "performance_monitoring.thresholds": Thresholds,
 }

@@ -14,6 +14,7 @@ import ipaddress
 import re
 from collections.abc import Callable
 
+from sandbox.errors import PolicyError
 from sandbox.policy.compliance import (
     STANDARDS,
     canonical_standard,
@@ -24,6 +25,8 @@ from sandbox.policy.compliance import (
 )
 from sandbox.policy.isolation import CAPABILITIES, normalise_capability
 from sandbox.policy.model import PolicyConfig
+from sandbox.redact.dialect import DIALECT, PatternError, compile_pattern
+from sandbox.redact.pack import BUILTIN_IDS, policy_rules, unknown_rule_ids
 
 Fail = Callable[..., object]  # fail(path, message, allowed)
 
@@ -43,12 +46,7 @@ def check_rules(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool],
             except ValueError:
                 fail(["security_policy", field, i], f"{cidr!r} is not a valid CIDR",
                      'IPv4 or IPv6 networks like "10.0.0.0/8" or "fd00::/8"')
-    for i, pattern in enumerate(sp.redaction_patterns):
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            fail(["security_policy", "redaction_patterns", i], f"invalid regular expression: {exc}",
-                 "Python regular expressions")
+    _check_redaction(sp, fail)
     for i, cap in enumerate(sp.allowed_capabilities or []):
         if normalise_capability(cap) not in CAPABILITIES:
             fail(["security_policy", "allowed_capabilities", i], f"unknown capability {cap!r}",
@@ -78,6 +76,26 @@ def check_rules(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool],
              f"running without cgroup limits cannot be allowed at security_level {sp.security_level}",
              "false at High and Maximum; true only at Minimal, Low or Medium")
     _check_compliance(cfg, fail, had_error, controls)
+
+
+def _check_redaction(sp, fail: Fail) -> None:
+    """Redaction patterns compile in the redactor's own dialect; disabled ids name
+    built-in rules; extra rules pass the same validation as the built-in pack."""
+    for i, pattern in enumerate(sp.redaction_patterns):
+        try:
+            compile_pattern(pattern)
+        except PatternError as exc:
+            fail(["security_policy", "redaction_patterns", i], f"invalid regular expression: {exc}", DIALECT)
+    for i, rid, hint in unknown_rule_ids(sp.redaction_rules_disabled, BUILTIN_IDS):
+        fail(["security_policy", "redaction_rules_disabled", i], f"unknown built-in rule {rid!r}{hint}",
+             "ids of built-in rules such as aws_access_key_id (see sandbox/redact/pack/*.toml)")
+    try:
+        policy_rules(sp.redaction_rules, BUILTIN_IDS)
+    except PolicyError as exc:
+        path: list[str | int] = ["security_policy"]
+        for part in re.findall(r"\.([A-Za-z_]+)|\[(\d+)\]", "." + (exc.key or "").split("security_policy", 1)[-1]):
+            path.append(part[0] if part[0] else int(part[1]))
+        fail(path, exc.reason, exc.allowed)
 
 
 def _check_compliance(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool], controls: bool) -> None:

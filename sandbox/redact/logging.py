@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from loguru import logger
 
-_installed = False
+from sandbox.redact.redactor import live_redactors
+
+_installed: Callable[[Any], None] | None = None
 
 
-def _redact_record(record) -> None:
-    from sandbox.redact.redactor import live_redactors
-
+def redact_record(record: Any) -> None:
     redactors = live_redactors()
     if not redactors:
         return
@@ -39,13 +42,22 @@ def _redact_record(record) -> None:
 
 
 def install_log_redaction() -> None:
-    """Patch loguru's core once so every record is redacted before formatting.
+    """Patch loguru's core so every record is redacted before formatting.
 
-    A patcher (not a sink filter) because it runs before every sink, including
-    sinks the application adds later.
+    A patcher (not a sink filter) because it runs before every sink, including sinks
+    the application adds later. An application's own patcher is kept: it runs first
+    (it may add fields), then redaction. Installing again is a no-op unless the
+    application replaced the patcher since, in which case the new one is wrapped.
     """
     global _installed
-    if _installed:
+    current = getattr(logger._core, "patcher", None)  # loguru keeps the core patcher here
+    if _installed is not None and current is _installed:
         return
-    _installed = True
-    logger.configure(patcher=_redact_record)
+
+    def patcher(record: Any, _app: Callable[[Any], None] | None = current) -> None:
+        if _app is not None:
+            _app(record)
+        redact_record(record)
+
+    _installed = patcher
+    logger.configure(patcher=patcher)

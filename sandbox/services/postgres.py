@@ -48,7 +48,9 @@ def _rows(cursor: Any) -> list[list[str | None]]:
 
 
 class PostgresContainer(GenericContainer):
-    def __init__(self, db: str = "test", user: str = "test", password: str = "test", image: str = SERVICES_IMAGE,
+    # The default password is 8+ characters: shorter secrets are refused by the redactor.
+    def __init__(self, db: str = "test", user: str = "test", password: str = "test-password",
+                 image: str = SERVICES_IMAGE,
                  *, port: int = 5432, data_bytes: int = 512 * 1024 * 1024) -> None:
         self.db, self.user, self.password = db, user, password
         env = {"POSTGRES_DB": db, "POSTGRES_USER": user, "POSTGRES_PASSWORD": password}

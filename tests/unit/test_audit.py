@@ -11,6 +11,9 @@ from sandbox.audit import AuditLog, verify_audit_log
 from sandbox.cli.main import cli
 from sandbox.errors import AuditError
 from sandbox.redact import Redactor
+from sandbox.redact.samples import expand
+
+AWS_KEY = expand("AKIA⟨Z16⟩", "tests:audit").text  # made up, drawn from the key format
 
 
 def make_log(path, n=5, key=None, level="High"):
@@ -115,9 +118,9 @@ def test_levels_filter_records(tmp_path):
 def test_strings_are_redacted_before_hashing(tmp_path):
     p = tmp_path / "r.jsonl"
     with AuditLog(p, redactor=Redactor()) as log:
-        log.record("cmd", "Minimal", argv=["x", "AKIAIOSFODNN7EXAMPLE"], nested={"k": "password=hunter22"})
+        log.record("cmd", "Minimal", argv=["x", AWS_KEY], nested={"k": "password=hunter22"})
     text = p.read_text()
-    assert "AKIAIOSFODNN7EXAMPLE" not in text and "hunter22" not in text
+    assert AWS_KEY not in text and "hunter22" not in text
     assert verify_audit_log(p).ok
 
 
