@@ -15,6 +15,7 @@ import msgspec
 from sandbox.engine import cleanup
 from sandbox.engine.api import ContainerInfo
 from sandbox.engine.networks import EnvironmentNetwork, ensure_shared_network
+from sandbox.engine.output import errors_redacted
 from sandbox.engine.ownership import LABEL_KIND, LABEL_SINGLETON
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.service import ServiceHandle
@@ -50,6 +51,9 @@ class ServiceLauncher:
 
     def add_secret(self, value: str, name: str) -> None:
         self._add_secret(value, name)
+
+    def redact(self, text: str) -> str:
+        return self._runner.redact(text)
 
     def start(self, spec: ServiceSpec, *, alias: str | None = None) -> ServiceHandle:
         """A service of this environment, on its private network; removed when it closes."""
@@ -91,7 +95,7 @@ class ServiceLauncher:
         removed by ``ServiceHandle.remove`` or, failing that, when the environment closes.
         """
         runner = self._runner
-        with runner.errors_redacted():
+        with errors_redacted(runner.redactor):
             made = runner.create(request)
             try:
                 runner.api.start_container(made.handle.id, timeout=runner.startup_timeout)

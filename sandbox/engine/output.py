@@ -9,10 +9,12 @@ from __future__ import annotations
 import codecs
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sandbox.engine.frames import STDERR, Frame
+from sandbox.errors import CleanroomError
 
 # Captured output per stream kept in memory; the live stream still sees everything.
 MAX_CAPTURE_BYTES = 16 * 1024 * 1024
@@ -111,6 +113,20 @@ def redact_again(redactor: Any, text: str) -> str:
         pos = m.end()
     parts.append(redact_text(redactor, text[pos:]))
     return "".join(parts)
+
+
+@contextmanager
+def errors_redacted(redactor: Any) -> Iterator[None]:
+    """Whatever raised it (engine, confiner, stage), no CleanroomError leaves with a secret:
+    its arguments are redacted in place, and one whose ``__str__`` ignores them is wrapped."""
+    try:
+        yield
+    except CleanroomError as exc:
+        exc.args = tuple(redact_again(redactor, a) if isinstance(a, str) else a for a in exc.args)
+        text = str(exc)
+        if redact_again(redactor, text) != text:
+            raise CleanroomError(redact_again(redactor, text)) from None
+        raise
 
 
 def combined(redactor: Any, frames: Iterable[Frame]) -> str:

@@ -10,15 +10,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from loguru import logger
 
 from sandbox.engine import cleanup
 from sandbox.engine.api import AttachStream, PodmanAPI
-from sandbox.engine.output import Output, redact_again, redact_text
+from sandbox.engine.output import Output, errors_redacted, redact_text
 from sandbox.engine.posture import KernelReader, differences, read_kernel_view, read_seccomp_profile
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.spec import build_spec
@@ -74,7 +73,7 @@ class SandboxRunner:
     def run(self, request: CreateRequest, *, timeout: float | None = None,
             on_stdout: Callable[[str], None] | None = None,
             on_stderr: Callable[[str], None] | None = None) -> RunResult:
-        with self.errors_redacted():
+        with errors_redacted(self.redactor):
             return self._run(request, timeout, on_stdout, on_stderr)
 
     def _run(self, request: CreateRequest, timeout: float | None, on_stdout: Callable[[str], None] | None,
@@ -263,15 +262,6 @@ class SandboxRunner:
                 cleanup.done(made.token)
 
     # -- helpers ---------------------------------------------------------------------------
-    @contextmanager
-    def errors_redacted(self) -> Iterator[None]:
-        """Whatever raised it (engine, confiner, stage), no error leaves with a secret in it."""
-        try:
-            yield
-        except CleanroomError as exc:
-            exc.args = tuple(redact_again(self.redactor, a) if isinstance(a, str) else a for a in exc.args)
-            raise
-
     def _each(self, hook: str, arg: Any) -> None:
         for confiner in self.confiners:
             getattr(confiner, hook)(arg)

@@ -82,6 +82,11 @@ class GenericContainer:
         self.service = service
         self.reused = reused
 
+    def _require_launcher(self) -> ServiceLauncher:
+        if self._launcher is None:
+            raise CleanroomError(f"{type(self).__name__} is not started: use env.get_or_create_container(...)")
+        return self._launcher
+
     def _require(self) -> Any:
         if self.service is None:
             raise CleanroomError(f"{type(self).__name__} is not started: use env.get_or_create_container(...)")

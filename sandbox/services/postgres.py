@@ -114,11 +114,17 @@ class PostgresContainer(GenericContainer):
             return self._run(lambda c: _rows(c.execute(sql, params)))
 
     def _run(self, fn):
+        """``fn`` on the admin connection; psycopg's errors leave as ContainerError, redacted
+        (its messages quote values, and a value may be a secret)."""
         try:
-            return fn(self._admin_conn())
-        except psycopg.OperationalError:
-            self._admin = None  # the server went away; one fresh connection, then give up
-            return fn(self._admin_conn())
+            try:
+                return fn(self._admin_conn())
+            except psycopg.OperationalError:
+                self._admin = None  # the server went away; one fresh connection, then give up
+                return fn(self._admin_conn())
+        except psycopg.Error as exc:
+            message = self._require_launcher().redact(f"{type(exc).__name__}: {exc}".strip())
+        raise ContainerError(f"PostgreSQL: {message}", sandbox=self.service.name)
 
     def create_connection_pool(self, size: int = 10, dbname: str | None = None) -> PostgresPool:
         return PostgresPool(self, size, dbname)

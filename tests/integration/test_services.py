@@ -133,6 +133,16 @@ def test_service_that_dies_reports_exit_and_output(env, podman_api):
     assert containers_with_label(podman_api, "io.cleanroom.singleton=dies") == []
 
 
+def test_a_postgres_error_is_a_container_error_with_values_redacted(pg):
+    # PostgreSQL quotes the offending value in its message; here the value is the password.
+    with pytest.raises(ContainerError) as info:
+        pg.execute_query(f"SELECT '{PG_PASSWORD}'::int")
+    assert "PostgreSQL: InvalidTextRepresentation" in str(info.value)
+    assert PG_PASSWORD not in str(info.value) and "[REDACTED:secret:postgres_password]" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__context__ is None  # psycopg's error is not attached
+    assert pg.execute_query("SELECT 1") == [["1"]]  # the connection is still usable
+
+
 def test_password_printed_by_a_service_never_appears_unmasked(env, pg):
     logs = pg.logs()
     code, out = pg.exec(["/bin/sh", "-c", 'echo "my password is $POSTGRES_PASSWORD"'])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from fake_podman import FakePodman
 
+from sandbox.audit.recent import RecentEvents
 from sandbox.confine.seccomp import profile_for
 from sandbox.engine import cleanup
 from sandbox.engine.frames import STDERR, STDOUT
@@ -230,3 +231,33 @@ def test_the_kernel_view_is_compared_too():
         "kernel: NoNewPrivs is 0 for the container's process",
         "kernel: capability bounding set ['CHOWN', 'SYS_ADMIN'], policy allows ['CHOWN']",
         "kernel: no seccomp filter on the container's process"]
+
+
+class _OpaqueError(ContainerError):
+    """An error whose message does not come from its args (rewriting args cannot reach it)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("opaque")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+def test_an_error_whose_str_ignores_its_args_still_leaves_redacted():
+    runner, fake, _, _, _ = make()
+    fake.fail["init"] = _OpaqueError(f"init said {SECRET}")
+    with pytest.raises(CleanroomError) as info:
+        runner.run(runner.request("img", ["/bin/true"]))
+    assert SECRET not in str(info.value) and "[REDACTED:secret:pw]" in str(info.value)
+    assert info.value.__suppress_context__  # the original is never shown beside it
+    assert fake.containers == {} and pending_cleanups() == []
+
+
+def test_recent_events_keep_only_redacted_data():
+    redactor = Redactor()
+    redactor.add_secret(SECRET, "pw")
+    events = RecentEvents(redactor.redact)
+    events.remember("limit.breach", {"sandbox": "s", "detail": f"argv had {SECRET}", "nested": [{"v": SECRET}]})
+    shown = repr(events.security()) + repr(events.since(0)) + "".join(events.lines())
+    assert SECRET not in shown and "[REDACTED:secret:pw]" in events.security()[0]["nested"][0]["v"]
