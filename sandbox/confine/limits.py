@@ -91,6 +91,7 @@ class CgroupConfiner(ConfinerBase):
         self.env_rel = environment_id
         self._audit = audit
         self._lock = threading.Lock()
+        self._slot_freed = threading.Condition(self._lock)  # a sandbox left: a waiting one may go
         self._live: dict[str, _Tracked] = {}
         self._pending: set[str] = set()  # names reserved by before_create, not yet initialised
         self.peak_cpu_percent = 0.0
@@ -111,17 +112,26 @@ class CgroupConfiner(ConfinerBase):
 
     # -- engine hooks ---------------------------------------------------------------
     def before_create(self, request: CreateRequest) -> None:
-        limit = self.config.resource_limits.max_container_count
+        """Reserve a place within max_container_count: wait for one (bounded by
+        container_startup_timeout) or, with on_container_limit = "refuse", fail at once."""
+        rl = self.config.resource_limits
+        limit = rl.max_container_count
+        wait = float(self.config.container_startup_timeout) if rl.on_container_limit == "wait" else 0.0
+        deadline = time.monotonic() + wait
         with self._lock:
-            in_use = len(self._live) + len(self._pending)
-            if in_use >= limit:
-                raise ResourceLimitExceeded("containers", limit, in_use + 1, request.name,
-                                            "max_container_count reached; the sandbox was not created")
+            while (in_use := len(self._live) + len(self._pending)) >= limit:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    waited = f" after waiting {wait:g} s for a free place" if wait else ""
+                    raise ResourceLimitExceeded("containers", limit, in_use + 1, request.name,
+                                                f"max_container_count reached{waited}; the sandbox was not created")
+                self._slot_freed.wait(remaining)
             self._pending.add(request.name)
 
     def create_failed(self, request: CreateRequest) -> None:
         with self._lock:
             self._pending.discard(request.name)
+            self._slot_freed.notify_all()
 
     def _limits_for(self, handle: SandboxHandle) -> dict[str, Any]:
         sb = self.config.resource_limits.sandbox
@@ -173,6 +183,7 @@ class CgroupConfiner(ConfinerBase):
     def release(self, handle: SandboxHandle) -> None:
         with self._lock:
             tracked = self._live.pop(handle.id, None)
+            self._slot_freed.notify_all()
         if tracked is None:
             return
         try:

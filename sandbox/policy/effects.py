@@ -59,8 +59,16 @@ EFFECTS: dict[str, Effect] = {
         "egress rate of each sandbox (tbf qdisc in its network namespace)",
         (_NP + "test_bandwidth_limit_shapes_egress_to_a_sink_on_the_environment_network",)),
     "resource_limits.max_container_count": Effect(
-        "sandboxes and services alive at once; one more is refused before it is created",
-        (_RL + "test_container_count_refuses_the_third_before_creating_it",)),
+        "sandboxes and services alive at once; one more waits for a place (or is refused, see "
+        "on_container_limit) before anything is created",
+        (_RL + "test_container_count_refuses_the_third_before_creating_it",
+         _RL + "test_sixteen_concurrent_sandboxes_under_a_limit_of_four_all_run_never_more_than_four")),
+    "resource_limits.on_container_limit": Effect(
+        '"wait": at the limit a new sandbox waits for a place, up to container_startup_timeout; '
+        '"refuse": it fails at once',
+        ("tests/unit/test_confine_limits.py::test_at_the_limit_a_new_sandbox_waits_for_a_place_and_takes_the_freed_one",
+         "tests/unit/test_confine_limits.py::test_waiting_is_bounded_by_the_startup_timeout",
+         _RL + "test_container_count_refuses_the_third_before_creating_it")),
     "resource_limits.enable_resource_monitoring": Effect(
         "on: running sandboxes' usage is sampled at least every second; off: only at metrics_interval",
         ("tests/unit/test_confine_limits.py::test_resource_monitoring_samples_running_sandboxes_within_a_second",)),

@@ -52,6 +52,9 @@ class ResourceLimits(_Base):
     max_disk_usage_bytes: PositiveInt = 100 * GiB
     max_network_bandwidth_bytes_per_sec: PositiveInt | None = None
     max_container_count: Annotated[int, Meta(ge=1, le=INT64_MAX)] = 10
+    # At max_container_count a new sandbox waits for a slot (up to container_startup_timeout),
+    # or with "refuse" fails at once.
+    on_container_limit: Literal["wait", "refuse"] = "wait"
     max_test_execution_time: PositiveFloat = 300.0
     enable_resource_monitoring: bool = True
     resource_cleanup_timeout: PositiveFloat = 60.0

@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -78,7 +80,8 @@ def test_cpu_hog_under_half_a_core(tmp_path, podman_url):
 
 
 def test_container_count_refuses_the_third_before_creating_it(tmp_path, podman_url, podman_api):
-    with env_for(tmp_path, podman_url, "[cleanroom.resource_limits]\nmax_container_count = 2\n") as env:
+    with env_for(tmp_path, podman_url,
+                 '[cleanroom.resource_limits]\nmax_container_count = 2\non_container_limit = "refuse"\n') as env:
         a = GenericContainer(BUSYBOX, ["/bin/sleep", "60"]).start(env)
         b = GenericContainer(BUSYBOX, ["/bin/sleep", "60"]).start(env)
         before = len(containers_with_label(podman_api, f"io.cleanroom.environment={env.id}"))
@@ -91,6 +94,38 @@ def test_container_count_refuses_the_third_before_creating_it(tmp_path, podman_u
         a.stop()
         assert env.run(BUSYBOX, ["/bin/echo", "now"]).stdout == "now\n"
         b.stop()
+
+
+def test_sixteen_concurrent_sandboxes_under_a_limit_of_four_all_run_never_more_than_four(tmp_path, podman_url,
+                                                                                       podman_api):
+    with env_for(tmp_path, podman_url, "[cleanroom.resource_limits]\nmax_container_count = 4\n") as env:
+        label = f"io.cleanroom.environment={env.id}"
+        seen, stop = [], threading.Event()
+
+        def watch() -> None:  # Podman's own count of this environment's containers
+            while not stop.is_set():
+                seen.append(len(containers_with_label(podman_api, label)))
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        results: list = []
+        errors: list = []
+
+        def one(i: int) -> None:
+            try:
+                results.append(env.run(BUSYBOX, ["/bin/sh", "-c", f"sleep 0.3; echo {i}"]))
+            except Exception as exc:  # collected: every one must succeed
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(16)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        stop.set()
+        watcher.join()
+    assert errors == []
+    assert sorted(int(r.stdout) for r in results) == list(range(16))
+    assert max(seen) <= 4 and max(seen) >= 2  # the limit held, and they did run side by side
 
 
 def test_metrics_report_environment_peaks(tmp_path, podman_url):

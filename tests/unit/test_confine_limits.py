@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import time
 from types import SimpleNamespace
 
@@ -71,8 +72,10 @@ def policy(**over) -> SimpleNamespace:
                          io_weight=None)
     rl = SimpleNamespace(max_container_count=over.get("count", 10), max_memory_usage_bytes=2048 * MiB,
                          max_cpu_usage_percent=50.0, enable_resource_monitoring=over.get("monitoring", True),
+                         on_container_limit=over.get("on_limit", "refuse"),
                          max_network_bandwidth_bytes_per_sec=None, sandbox=sb)
-    return SimpleNamespace(resource_limits=rl, performance_monitoring=SimpleNamespace(metrics_interval=10.0))
+    return SimpleNamespace(resource_limits=rl, performance_monitoring=SimpleNamespace(metrics_interval=10.0),
+                           container_startup_timeout=over.get("startup", 2.0))
 
 
 @pytest.fixture(autouse=True)
@@ -220,3 +223,25 @@ def test_resource_monitoring_samples_running_sandboxes_within_a_second(made, mon
     time.sleep(1.3)
     assert (driver.reads.get("env-test/live", 0) > before) is sampled
     c.release(handle("live"))
+
+
+def test_at_the_limit_a_new_sandbox_waits_for_a_place_and_takes_the_freed_one(made):
+    c, _, _ = made(count=1, on_limit="wait", startup=5.0)
+    c.before_create(request("first"))
+    c.after_init(handle("first"))
+    got = threading.Event()
+    waiter = threading.Thread(target=lambda: (c.before_create(request("second")), got.set()))
+    waiter.start()
+    assert not got.wait(0.3)  # full: it waits ...
+    c.release(handle("first"))
+    assert got.wait(2)  # ... and goes as soon as a place is free
+    waiter.join()
+
+
+def test_waiting_is_bounded_by_the_startup_timeout(made):
+    c, _, _ = made(count=1, on_limit="wait", startup=0.3)
+    c.before_create(request("first"))
+    t0 = time.monotonic()
+    with pytest.raises(ResourceLimitExceeded) as info:
+        c.before_create(request("second"))
+    assert 0.25 <= time.monotonic() - t0 < 2 and "after waiting 0.3 s" in str(info.value)
