@@ -28,7 +28,7 @@ from sandbox.policy import CleanroomConfig
 from sandbox.policy.compliance import controls_snapshot, require_controls
 from sandbox.redact import Redactor, install_log_redaction
 from sandbox.services.registry import ServiceRegistry
-from sandbox.testing.execute import TestExecutor, TestOutcome
+from sandbox.testing.execute import TestExecutor, TestOutcome, TestSandboxes
 
 
 def default_audit_dir(config: CleanroomConfig) -> Path:
@@ -63,7 +63,9 @@ class CleanroomEnvironment:
         self._runner: SandboxRunner | None = None
         self._network: EnvironmentNetwork | None = None
         self._services: ServiceRegistry | None = None
-        self._tests = TestExecutor(self._events, self._audit, self._redactor.redact, self.record_metric)
+        self._test_sandboxes = TestSandboxes(self._kill_sandbox)
+        self._tests = TestExecutor(self._events, self._audit, self._redactor.redact, self.record_metric,
+                                   self._test_sandboxes)
 
     # -- lifecycle ----------------------------------------------------------------
     def open(self) -> CleanroomEnvironment:
@@ -196,7 +198,11 @@ class CleanroomEnvironment:
         runner = self._require_open()
         net = NetworkAttachment(self._network.ensure()) if network == "env" else network
         request = runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}), network=net)
-        result = runner.run(request, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
+        self._test_sandboxes.started(request.name)
+        try:
+            result = runner.run(request, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
+        finally:
+            self._test_sandboxes.ended(request.name)
         self.record_metric("sandbox.duration_seconds", result.duration_seconds)
         if result.usage.peak_memory_bytes is not None:
             self.record_metric("sandbox.peak_memory_bytes", result.usage.peak_memory_bytes)
@@ -218,13 +224,22 @@ class CleanroomEnvironment:
         return self.services.get_or_create(name, factory)
 
     def execute_test(self, name: str, fn: Callable[[], Any], timeout: float | None = None) -> TestOutcome:
-        """Run ``fn`` as a named test under the policy's test_execution_timeout.
+        """Run ``fn`` as a named test within resource_limits.max_test_execution_time (the
+        per-test wall clock; test_execution_timeout bounds each sandbox).
 
-        Safe to call from many threads at once. A timeout gives verdict "timeout"
-        (the function's thread cannot be killed; it is left to finish on its own).
+        Safe to call from many threads at once. A timeout gives verdict "timeout" and
+        kills the sandboxes the test started (its thread cannot be killed; it is left
+        to finish on its own).
         """
         self._require_open()
-        return self._tests.run(name, fn, float(timeout if timeout is not None else self.config.test_execution_timeout))
+        limit = timeout if timeout is not None else self.config.resource_limits.max_test_execution_time
+        return self._tests.run(name, fn, float(limit))
+
+    def _kill_sandbox(self, name: str) -> None:
+        try:
+            self._api.kill_container(name)
+        except CleanroomError as exc:  # already gone: nothing left to stop
+            logger.debug("kill of a timed-out test's sandbox", sandbox=name, error=str(exc))
 
     def get_logs(self) -> list[str]:
         """The environment's event log, redacted, oldest first."""

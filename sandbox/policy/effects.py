@@ -69,6 +69,11 @@ EFFECTS: dict[str, Effect] = {
         ("tests/unit/test_confine_limits.py::test_at_the_limit_a_new_sandbox_waits_for_a_place_and_takes_the_freed_one",
          "tests/unit/test_confine_limits.py::test_waiting_is_bounded_by_the_startup_timeout",
          _RL + "test_container_count_refuses_the_third_before_creating_it")),
+    "resource_limits.max_test_execution_time": Effect(
+        "the per-test wall clock of the pytest plugin and of execute_test: the test fails with TimeoutExceeded "
+        "naming the key, and its sandboxes are killed and removed",
+        ("tests/integration/test_test_time_limits.py::test_a_plugin_test_past_max_test_execution_time_fails_naming_it",
+         "tests/integration/test_test_time_limits.py::test_execute_test_kills_the_sandboxes_of_a_test_out_of_time")),
     "resource_limits.enable_resource_monitoring": Effect(
         "on: running sandboxes' usage is sampled at least every second; off: only at metrics_interval",
         ("tests/unit/test_confine_limits.py::test_resource_monitoring_samples_running_sandboxes_within_a_second",)),
@@ -188,8 +193,6 @@ NOT_ENFORCED: dict[str, str] = {
     "enable_tracing": "tracing is not built yet (issue 11)",
     "enable_monitoring": _ISSUE_11,
     "resource_limits.max_disk_usage_bytes": "disk budgets are not built yet (issue 13)",
-    "resource_limits.max_test_execution_time": "the per-test limit of the pytest plugin is not built yet (issue 13); "
-                                               "test_execution_timeout is what applies",
     "resource_limits.resource_cleanup_timeout": "closing an environment is not bounded yet (issue 13)",
     "performance_monitoring.enable_monitoring": _ISSUE_11,
     "performance_monitoring.metrics_interval": "monitoring samples are not built yet (issue 11); today it only paces "

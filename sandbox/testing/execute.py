@@ -4,6 +4,8 @@ and the events it caused."""
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,6 +33,40 @@ class TestOutcome(msgspec.Struct, kw_only=True):
         return self.verdict == "passed"
 
 
+# The test the current thread works for (execute_test sets it): sandboxes started under it
+# are that test's, and a test that runs out of time has them killed.
+RUNNING_TEST: contextvars.ContextVar[str | None] = contextvars.ContextVar("cleanroom_running_test", default=None)
+
+
+class TestSandboxes:
+    """Which sandboxes each running test started, so a timed-out test's can be killed."""
+
+    __test__ = False
+
+    def __init__(self, kill: Callable[[str], None]) -> None:
+        self._kill = kill
+        self._lock = threading.Lock()
+        self._by_test: dict[str, set[str]] = {}
+
+    def started(self, sandbox: str) -> None:
+        test = RUNNING_TEST.get()
+        if test is not None:
+            with self._lock:
+                self._by_test.setdefault(test, set()).add(sandbox)
+
+    def ended(self, sandbox: str) -> None:
+        test = RUNNING_TEST.get()
+        with self._lock:
+            self._by_test.get(test or "", set()).discard(sandbox)
+
+    def kill_all(self, test: str) -> list[str]:
+        with self._lock:
+            names = sorted(self._by_test.pop(test, set()))
+        for name in names:
+            self._kill(name)
+        return names
+
+
 class TestExecutor:
     """Runs tests on a thread pool, so a test that hangs past its limit does not hang
     the caller (the thread cannot be killed; it is left to finish on its own)."""
@@ -38,7 +74,8 @@ class TestExecutor:
     __test__ = False
 
     def __init__(self, events: RecentEvents, audit: AuditFn, redact: Callable[[str], str],
-                 record_metric: Callable[[str, float], None]) -> None:
+                 record_metric: Callable[[str, float], None], sandboxes: TestSandboxes) -> None:
+        self._sandboxes = sandboxes
         self._events = events
         self._audit = audit
         self._redact = redact
@@ -49,11 +86,15 @@ class TestExecutor:
         first_event = self._events.count
         self._audit("test.started", "Low", test=name)
         started = time.perf_counter()
-        future = self._pool.submit(fn)
+        context = contextvars.copy_context()
+        context.run(RUNNING_TEST.set, name)
+        future = self._pool.submit(context.run, fn)
         try:
             value, verdict, error = future.result(timeout=limit), "passed", None
         except concurrent.futures.TimeoutError:
+            killed = self._sandboxes.kill_all(name)  # their runs end, and remove them
             value, verdict, error = None, "timeout", str(TimeoutExceeded(f"test {name}", limit))
+            self._audit("limit.breach", "High", test=name, limit="test_time", limit_value=limit, killed=killed)
         except Exception as exc:  # the test's own failure is the outcome, not ours
             value, verdict, error = None, "failed", self._redact(f"{type(exc).__name__}: {exc}")
         duration = time.perf_counter() - started

@@ -20,6 +20,7 @@ import pytest
 from filelock import FileLock
 
 from sandbox.policy.resolve import effective_config
+from sandbox.testing.timelimit import pytest_runtest_call  # noqa: F401  (a hook: pytest finds it here)
 
 _LAZY_NOTE = """Fixtures import the engine and services (Podman client, psycopg, redis) when a
 test first asks for them: pytest loads this plugin in every run of this venv, and
