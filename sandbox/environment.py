@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -111,10 +112,38 @@ class CleanroomEnvironment:
         return self
 
     def close(self) -> None:
+        """Remove everything this environment made, within resource_limits.resource_cleanup_timeout;
+        what is not removed by then is named in an error (log and audit) and left for
+        `cleanroom prune` (the removal goes on in the background while this process lives)."""
         if not self._opened:
             return
         self._opened = False
         self._tests.close()
+        limit = float(self.config.resource_limits.resource_cleanup_timeout)
+        remover = threading.Thread(target=self._remove_everything, name=f"cleanroom-close-{self.id}", daemon=True)
+        remover.start()
+        remover.join(limit)
+        late = remover.is_alive()
+        if late:
+            left = cleanup.pending(self.id) or ["the environment's network and cgroups (removal still running)"]
+            logger.error("environment cleanup exceeded resource_cleanup_timeout; left for `cleanroom prune`",
+                         environment=self.id, limit_seconds=limit, left=left)
+            self._audit("environment.cleanup_timeout", "Minimal", limit_seconds=limit, left=left)
+        try:
+            self._audit("environment.closed", "Minimal", environment=self.id)
+        finally:
+            # A trail that cannot be written raises on every record; it still gets closed
+            # (left unsealed, so verify says so), and so does the connection (unless the
+            # removal still uses it).
+            try:
+                if self._audit_log is not None:
+                    self._audit_log.close()
+            finally:
+                if self._api is not None and not late:
+                    self._api.close()
+        logger.info("environment closed", environment=self.id)
+
+    def _remove_everything(self) -> None:
         # Containers first: their cgroups can only go once no process is left in them.
         if self._services is not None:
             self._services.close()
@@ -129,18 +158,6 @@ class CleanroomEnvironment:
             except Exception as exc:
                 logger.warning("environment cleanup step failed", error=str(exc))
         self._confiners = []
-        try:
-            self._audit("environment.closed", "Minimal", environment=self.id)
-        finally:
-            # A trail that cannot be written raises on every record; it still gets closed
-            # (left unsealed, so verify says so), and so does the connection.
-            try:
-                if self._audit_log is not None:
-                    self._audit_log.close()
-            finally:
-                if self._api is not None:
-                    self._api.close()
-        logger.info("environment closed", environment=self.id)
 
     def __enter__(self) -> CleanroomEnvironment:
         return self.open()

@@ -36,15 +36,25 @@ def done(token: int) -> None:
         _undo.pop(token, None)
 
 
+def pending(owner: str | None = None) -> list[str]:
+    """What is registered and not undone yet (for one owner, or all), newest first."""
+    with _lock:
+        return [v[0] for t, v in sorted(_undo.items(), reverse=True) if owner is None or v[2] == owner]
+
+
 def run_all(owner: str | None = None) -> list[str]:
     """Undo what is still registered, newest first: everything, or one owner's only
-    (an environment closing must not undo another environment's work)."""
+    (an environment closing must not undo another environment's work). Each step
+    leaves the registry as it starts, so ``pending`` names what has not begun."""
     with _lock:
-        items = sorted(((t, v) for t, v in _undo.items() if owner is None or v[2] == owner), reverse=True)
-        for token, _ in items:
-            del _undo[token]
+        tokens = sorted((t for t, v in _undo.items() if owner is None or v[2] == owner), reverse=True)
     undone = []
-    for _, (what, undo, _owner) in items:
+    for token in tokens:
+        with _lock:
+            item = _undo.pop(token, None)
+        if item is None:
+            continue  # undone meanwhile by its owner
+        what, undo, _owner = item
         try:
             undo()
             undone.append(what)
