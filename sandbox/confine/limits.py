@@ -147,8 +147,8 @@ class CgroupConfiner(ConfinerBase):
         return merged
 
     def after_init(self, handle: SandboxHandle) -> None:
-        with self._lock:
-            self._pending.discard(handle.name)
+        # The reservation stays until the sandbox counts as live (end of this method) or
+        # create_failed gives it back: in between, its place is never free for another.
         limits = self._limits_for(handle)
         rel = f"{self.env_rel}/{handle.name}"
         try:
@@ -171,6 +171,7 @@ class CgroupConfiner(ConfinerBase):
         u.pids_limit = limits["pids_limit"]
         u.cpu_limit_percent = limits["cpu_percent"]
         with self._lock:
+            self._pending.discard(handle.name)
             self._live[handle.id] = _Tracked(handle, rel, limits)
 
     def after_exit(self, handle: SandboxHandle) -> None:

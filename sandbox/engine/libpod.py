@@ -29,6 +29,7 @@ from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, En
 
 _JSON = {"content-type": "application/json"}
 _DEFAULT_TIMEOUT = 60.0
+_RETRY = "retry"  # internal: the service was restarted before this call ever reached it
 
 
 class _Attached:

@@ -41,8 +41,8 @@ EFFECTS: dict[str, Effect] = {
         "how long a sandbox may take to start and a service to become ready",
         (_FX + "test_container_startup_timeout_bounds_a_services_wait",)),
     "test_execution_timeout": Effect(
-        "the default wall-clock limit of one sandbox run and of one execute_test call",
-        (_FX + "test_test_execution_timeout_is_the_default_sandbox_and_test_limit",)),
+        "the default wall-clock limit of one sandbox run (a test as a whole has max_test_execution_time)",
+        (_FX + "test_test_execution_timeout_is_the_default_limit_of_one_sandbox",)),
     "enable_deterministic_execution": Effect(
         "pins TZ, locale, hostname and seeds (CLEANROOM_SEED, PYTHONHASHSEED) in every sandbox",
         (_ER + "test_deterministic_execution_pins_seed_hostname_and_tz",)),

@@ -109,7 +109,8 @@ def test_a_sandbox_running_when_the_service_died_gets_a_clear_verdict(service, t
     monkeypatch.setenv("CLEANROOM_MANAGED_PIDFILE", str(pidfile))
     with CleanroomEnvironment(CleanroomConfig.default(), url=url, audit_dir=tmp_path / "audit") as env:
         started = threading.Event()
-        timer = threading.Thread(target=lambda: (started.wait(20), _kill(url)))
+        # The output arrives before the start call has returned; kill once it surely has.
+        timer = threading.Thread(target=lambda: (started.wait(20), time.sleep(0.5), _kill(url)))
         timer.start()
         with pytest.raises(ContainerError) as info:
             env.run(BUSYBOX, ["/bin/sh", "-c", "echo started; sleep 3; echo finished"],
