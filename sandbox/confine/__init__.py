@@ -6,11 +6,20 @@ from typing import Any
 
 from loguru import logger
 
-from sandbox.confine.cgroups import CgroupError, detect_version, make_driver
-from sandbox.confine.limits import CgroupConfiner, owner_alive, owner_record, prune_records
-from sandbox.confine.netns import NetworkConfiner
-from sandbox.engine.types import AuditFn, Confiner
 from sandbox.errors import CleanroomError
+
+try:  # a broken install must stop here, loudly: never sandboxes without limits or network rules
+    from sandbox.confine.cgroups import CgroupError, detect_version, make_driver
+    from sandbox.confine.limits import CgroupConfiner, owner_alive, owner_record, prune_records
+    from sandbox.confine.netns import NetworkConfiner
+except ImportError as exc:
+    raise CleanroomError(
+        f"confinement cannot be applied: {exc.name or 'a module'} cannot be imported ({exc}); cleanroom will not "
+        "run sandboxes without their cgroup limits and network rules. fix: reinstall cleanroom's dependencies "
+        "(pip install 'cleanroom[test]' or scripts/setup-host.sh as root), then check with `cleanroom doctor`"
+    ) from None
+
+from sandbox.engine.types import AuditFn, Confiner  # noqa: E402  (after the guarded imports above)
 
 
 def cgroup_driver_name() -> str:
