@@ -91,7 +91,8 @@ class CleanroomEnvironment:
                                                   self._redactor)
         unconfined = None
         if self._confine:
-            self._confiners = confiners_for(self.config, self.id, self._audit)
+            self._confiners = confiners_for(self.config, self.id, self._audit, size_of=self._api.container_size,
+                                            kill=self._api.kill_container)
             if not any(isinstance(c, CgroupConfiner) for c in self._confiners):
                 unconfined = "security_policy.allow_unconfined: this host cannot enforce cgroup limits"
         else:

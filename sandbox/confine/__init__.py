@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from loguru import logger
@@ -10,6 +11,7 @@ from sandbox.errors import CleanroomError
 
 try:  # a broken install must stop here, loudly: never sandboxes without limits or network rules
     from sandbox.confine.cgroups import CgroupError, detect_version, make_driver
+    from sandbox.confine.disk import DiskConfiner
     from sandbox.confine.limits import CgroupConfiner, owner_alive, owner_record, prune_records
     from sandbox.confine.netns import NetworkConfiner
 except ImportError as exc:
@@ -31,7 +33,8 @@ def cgroup_driver_name() -> str:
     return f"{driver.version} (delegated subtree)"
 
 
-def confiners_for(config: Any, environment_id: str, audit: AuditFn) -> list[Confiner]:
+def confiners_for(config: Any, environment_id: str, audit: AuditFn, *, size_of: Callable[[str], int],
+                  kill: Callable[[str], None]) -> list[Confiner]:
     """The confiners an environment runs its sandboxes through.
 
     Without a delegated cgroup subtree the limits cannot be enforced: that is an
@@ -52,6 +55,7 @@ def confiners_for(config: Any, environment_id: str, audit: AuditFn) -> list[Conf
     else:
         logger.warning("cgroup limits not enforced: no delegated subtree", driver=cgroup_driver_name())
         audit("environment.unconfined", "Minimal", reason=f"no cgroup limits: {cgroup_driver_name()}")
+    out.append(DiskConfiner(config, size_of=size_of, kill=kill, audit=audit))
     out.append(NetworkConfiner(config))
     return out
 
@@ -108,4 +112,4 @@ def leftover_cgroups(parent_pid: int) -> list[str]:
 
 
 __all__ = ["confiners_for", "prune_cgroups", "cgroup_driver_name", "detect_version", "CgroupConfiner",
-           "owner_record", "leftover_cgroups"]
+           "owner_record", "leftover_cgroups", "DiskConfiner", "NetworkConfiner"]

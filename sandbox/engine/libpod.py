@@ -201,6 +201,10 @@ class LibpodAPI:
     def inspect_container(self, cid: str, *, posture: bool = False) -> ContainerInfo:
         return container_info(self._request("get", f"/containers/{cid}/json", "inspect").json(), posture)
 
+    def container_size(self, cid: str) -> int:
+        data = self._request("get", f"/containers/{cid}/json", "size", params={"size": True}).json()
+        return int(data.get("SizeRw") or 0)
+
     def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
         self._request("post", f"/containers/{cid}/kill", "kill", params={"signal": signal})
 

@@ -10,6 +10,7 @@ from typing import Any
 from sandbox.confine.seccomp import profile_for
 from sandbox.errors import NetworkPolicyViolation
 from sandbox.policy import Isolation, effective_isolation
+from sandbox.policy.isolation import tmpfs_sizes
 
 # Deterministic execution pins what commonly leaks the host into output.
 _DETERMINISTIC_ENV = {"TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
@@ -112,17 +113,10 @@ def build_spec(
         spec["read_only_filesystem"] = True
         # Podman's automatic tmpfs mounts have no size; our /tmp is bounded by policy.
         spec["read_write_tmpfs"] = False
-        # Extra writable paths (a database's data directory) are tmpfs too; a dict gives
-        # each its own size, a list uses the policy's tmpfs size.
-        paths = {"/tmp": int(limits.tmpfs_bytes)}
-        if isinstance(writable_paths, dict):
-            paths.update({p: int(size) for p, size in writable_paths.items()})
-        else:
-            paths.update({p: int(limits.tmpfs_bytes) for p in (writable_paths or [])})
         spec["mounts"] = [
             {"destination": path, "type": "tmpfs", "source": "tmpfs",
              "options": ["rw", "nosuid", "nodev", f"size={size}"]}
-            for path, size in paths.items()
+            for path, size in tmpfs_sizes(policy, writable_paths).items()
         ]
     # Process isolation: a private PID namespace (the sandbox sees only its own
     # processes) and a private IPC namespace, both stated rather than left to

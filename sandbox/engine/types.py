@@ -30,6 +30,7 @@ class Usage(msgspec.Struct, kw_only=True):
     memory_limit_bytes: int | None = None
     pids_limit: int | None = None
     cpu_limit_percent: float | None = None
+    peak_disk_bytes: int | None = None  # what it wrote: tmpfs reservations aside, its container layer
 
 
 class NetworkAttachment(msgspec.Struct, frozen=True):

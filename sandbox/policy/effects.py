@@ -79,6 +79,16 @@ EFFECTS: dict[str, Effect] = {
         "and left for cleanroom prune",
         ("tests/integration/test_cleanup_timeout.py::test_closing_past_the_timeout_names_what_is_left_and_the_rest_still_goes",
          "tests/integration/test_cleanup_timeout.py::test_within_the_timeout_nothing_is_reported")),
+    "resource_limits.max_disk_usage_bytes": Effect(
+        "the environment's disk budget: tmpfs is reserved from it before creation (a sandbox that cannot fit "
+        "is refused); a writable layer past what is left of it is killed with a disk breach",
+        ("tests/security/test_disk_limits.py::test_a_sandbox_that_cannot_fit_the_disk_budget_is_refused_before_creation",
+         "tests/unit/test_confine_disk.py::test_without_a_share_the_budget_left_beside_the_others_is_the_limit")),
+    "resource_limits.sandbox.disk_bytes": Effect(
+        "what one sandbox may write to a writable root's container layer; past it, it is killed within one "
+        "sampling interval with a disk breach",
+        ("tests/security/test_disk_limits.py::test_a_disk_bomb_under_a_32_mib_share_is_stopped_and_reported_as_disk",
+         "tests/unit/test_confine_disk.py::test_a_layer_past_its_share_is_killed_once_with_a_disk_breach")),
     "resource_limits.enable_resource_monitoring": Effect(
         "on: running sandboxes' usage is sampled at least every second; off: only at metrics_interval",
         ("tests/unit/test_confine_limits.py::test_resource_monitoring_samples_running_sandboxes_within_a_second",)),
@@ -197,7 +207,6 @@ NOT_ENFORCED: dict[str, str] = {
     "enable_snapshot_testing": "snapshot testing is " + _ISSUE_12,
     "enable_tracing": "tracing is not built yet (issue 11)",
     "enable_monitoring": _ISSUE_11,
-    "resource_limits.max_disk_usage_bytes": "disk budgets are not built yet (issue 13)",
     "performance_monitoring.enable_monitoring": _ISSUE_11,
     "performance_monitoring.metrics_interval": "monitoring samples are not built yet (issue 11); today it only paces "
                                                "the cgroup sampler behind peak CPU figures, which no test proves",

@@ -3,6 +3,8 @@ keys have overridden the preset."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from sandbox.policy.model import SecurityPolicy
@@ -82,3 +84,18 @@ def effective_isolation(sp: SecurityPolicy) -> Isolation:
         seccomp_profile=sp.seccomp_profile or "default",
         network_mode=mode,
     )
+
+
+def tmpfs_sizes(policy: Any, writable_paths: list[str] | dict[str, int] | None) -> dict[str, int]:
+    """The size-limited tmpfs mounts of a sandbox (only with a read-only root): /tmp and
+    any extra writable paths (a database's data directory); a dict gives each its own
+    size, a list uses the policy's tmpfs size."""
+    if not effective_isolation(policy.security_policy).read_only_root:
+        return {}
+    size = int(policy.resource_limits.sandbox.tmpfs_bytes)
+    paths = {"/tmp": size}
+    if isinstance(writable_paths, dict):
+        paths.update({p: int(n) for p, n in writable_paths.items()})
+    else:
+        paths.update({p: size for p in (writable_paths or [])})
+    return paths

@@ -42,6 +42,9 @@ class SandboxLimits(_Base):
     pids_limit: Annotated[int, Meta(ge=1, le=INT64_MAX)] | None = 512
     io_weight: Annotated[int, Meta(ge=10, le=1000)] | None = None
     tmpfs_bytes: PositiveInt = 64 * MiB  # /tmp when the root filesystem is read-only
+    # What one sandbox may write to its container layer (a writable root only; tmpfs
+    # mounts are capped by their sizes). None: only the environment's disk budget.
+    disk_bytes: PositiveInt | None = None
 
 
 class ResourceLimits(_Base):
@@ -154,7 +157,7 @@ class PolicyConfig(_Base):
 # Fields whose values are sizes or durations, for the loader's human forms.
 SIZE_FIELDS: dict[str, set[str]] = {
     "resource_limits": {"max_memory_usage_bytes", "max_disk_usage_bytes", "max_network_bandwidth_bytes_per_sec"},
-    "resource_limits.sandbox": {"memory_bytes", "memory_swap_bytes", "tmpfs_bytes"},
+    "resource_limits.sandbox": {"memory_bytes", "memory_swap_bytes", "tmpfs_bytes", "disk_bytes"},
     "performance_monitoring.thresholds": {"max_memory_usage_bytes"},
 }
 DURATION_FIELDS: dict[str, set[str]] = {

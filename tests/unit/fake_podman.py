@@ -73,6 +73,7 @@ class FakePodman:
         self.removed: list[str] = []
         self.networks: dict[str, dict[str, str]] = {}
         self.started_events: dict[str, threading.Event] = {}
+        self.sizes: dict[str, int] = {}  # container layer bytes, as container_size reports them
         self.posture_override: Posture | None = None  # what inspect reports instead of the faithful posture
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -130,6 +131,9 @@ class FakePodman:
                              state=ContainerState(status=c.status, running=c.status == "running", pid=c.pid,
                                                   exit_code=c.exit_code),
                              posture=(self.posture_override or _faithful(c.spec)) if posture else None)
+
+    def container_size(self, cid: str) -> int:
+        return self.sizes.get(cid, 0)
 
     def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
         self._call("kill")

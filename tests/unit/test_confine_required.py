@@ -18,7 +18,8 @@ def no_cgroups(monkeypatch):
 
 
 def confiners(toml: str = "") -> list:
-    return confine.confiners_for(CleanroomConfig.from_toml(toml), "env-test", lambda *a, **k: None)
+    return confine.confiners_for(CleanroomConfig.from_toml(toml), "env-test", lambda *a, **k: None,
+                                 size_of=lambda cid: 0, kill=lambda cid: None)
 
 
 def test_without_cgroup_delegation_an_environment_refuses_naming_the_fix(no_cgroups):
@@ -32,7 +33,8 @@ def test_allow_unconfined_runs_without_limits_and_says_so(no_cgroups):
     audit = []
     made = confine.confiners_for(
         CleanroomConfig.from_toml('[cleanroom.security_policy]\nsecurity_level = "Medium"\nallow_unconfined = true\n'),
-        "env-test", lambda event, level, **data: audit.append((event, data)))
+        "env-test", lambda event, level, **data: audit.append((event, data)), size_of=lambda cid: 0,
+        kill=lambda cid: None)
     assert not any(isinstance(c, confine.CgroupConfiner) for c in made)
     assert any(isinstance(c, confine.NetworkConfiner) for c in made)  # network rules still hold
     assert [e for e, _ in audit] == ["environment.unconfined"]

@@ -18,6 +18,8 @@ from guide_blocks import blocks
 
 from sandbox.cli.main import cli
 from sandbox.cli.policy_cmd import policy_group
+from sandbox.policy import CleanroomConfig
+from sandbox.policy.effects import NOT_ENFORCED
 
 REPO = Path(__file__).resolve().parents[2]
 RISKY = "[cleanroom.security_policy]\nenable_data_redaction = false\nenable_audit_logging = false\n"
@@ -187,12 +189,28 @@ def test_check_json_lists_every_error(tmp_path):
         (2, "cleanroom.enable_tracing"), (4, "cleanroom.resource_limits.max_cpu")]
 
 
+def _unenforced_switch() -> str | None:
+    """A key still listed as not enforced whose default is false (set true, it must be reported)."""
+    default = CleanroomConfig.default()
+    for key in sorted(NOT_ENFORCED):
+        node = default
+        for part in key.split("."):
+            node = getattr(node, part)
+        if node is False:
+            return key
+    return None
+
+
 def test_check_reports_keys_accepted_but_not_enforced(tmp_path):
+    key = _unenforced_switch()
+    if key is None:
+        pytest.skip("every boolean key is enforced now: nothing is left to report")
+    table, _, leaf = key.rpartition(".")
     f = tmp_path / "p.toml"
-    f.write_text('[cleanroom.resource_limits]\nmax_disk_usage_bytes = "2GiB"\n')
+    f.write_text(f"[cleanroom{'.' + table if table else ''}]\n{leaf} = true\n")
     r = invoke("check", str(f))
     assert r.exit_code == 0
-    assert "note: cleanroom.resource_limits.max_disk_usage_bytes: accepted, not yet enforced" in r.stdout
+    assert f"note: cleanroom.{key}: accepted, not yet enforced" in r.stdout
     assert "1 key(s) accepted but not enforced yet" in r.stdout
 
 
