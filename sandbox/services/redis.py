@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.parse
+
 import redis as redis_py
 
 from sandbox.services.generic import SERVICES_IMAGE, GenericContainer
@@ -36,7 +38,8 @@ class RedisContainer(GenericContainer):
         return {"host": self.host, "port": self.host_port(self.port), "password": self.password, "db": db}
 
     def url(self, db: int = 0) -> str:
-        auth = f":{self.password}@" if self.password else ""
+        # Quoted: a password with @, / or : would otherwise break the URL.
+        auth = f":{urllib.parse.quote(self.password, safe='')}@" if self.password else ""
         return f"redis://{auth}{self.host}:{self.host_port(self.port)}/{db}"
 
     def client(self, db: int = 0) -> redis_py.Redis:

@@ -143,6 +143,18 @@ def test_a_postgres_error_is_a_container_error_with_values_redacted(pg):
     assert pg.execute_query("SELECT 1") == [["1"]]  # the connection is still usable
 
 
+def test_a_redis_password_with_url_characters_round_trips_through_its_url(env):
+    import redis as redis_py
+
+    password = "p@ss/w:rd#1%x"
+    r = env.get_or_create_container("redis-quoted", lambda: RedisContainer(password=password))
+    client = redis_py.Redis.from_url(r.url(), socket_timeout=5)
+    try:
+        assert client.ping() is True and client.connection_pool.connection_kwargs["password"] == password
+    finally:
+        client.close()
+
+
 def test_password_printed_by_a_service_never_appears_unmasked(env, pg):
     logs = pg.logs()
     code, out = pg.exec(["/bin/sh", "-c", 'echo "my password is $POSTGRES_PASSWORD"'])
