@@ -20,7 +20,7 @@ echo "exit code: $?"
 
 step "secrets never leave unmasked"
 DEMO_TOKEN="s3cr3t-$(date +%s)-value" cleanroom run --policy policies/strict.toml --secret DEMO_TOKEN "$IMG" -- \
-  /bin/sh -c 'echo "token is $DEMO_TOKEN"; echo "password=hunter2-very-secret"; echo AKIAIOSFODNN7EXAMPLE'
+  /bin/sh -c 'echo "token is $DEMO_TOKEN"; echo "password=hunter2-very-secret"; echo AKIAQX7RT4NB2LW9KD3E; echo "(AWS docs use AKIAIOSFODNN7EXAMPLE: a placeholder, left readable)"'
 
 step "a timeout kills the sandbox"
 cleanroom run --policy policies/strict.toml --timeout 1 "$IMG" -- /bin/sleep 30
