@@ -49,6 +49,12 @@ EFFECTS: dict[str, Effect] = {
     "deterministic_seed": Effect(
         "the seed given to sandboxes (and to the test process's random) under deterministic execution",
         (_ER + "test_deterministic_execution_pins_seed_hostname_and_tz",)),
+    "enable_snapshot_testing": Effect(
+        "the `snapshot` fixture and RunResult.assert_matches_snapshot compare redacted, normalised output with "
+        "__snapshots__/; off: using them fails naming the key",
+        ("tests/integration/test_snapshots.py::"
+         "test_snapshots_are_written_on_update_compared_after_and_never_hold_a_secret",
+         "tests/integration/test_snapshots.py::test_with_the_key_off_snapshots_fail_naming_the_key")),
     "resource_limits.max_cpu_usage_percent": Effect(
         "the environment's CPU budget, a share of the whole host, for all its sandboxes together",
         (_FX + "test_the_environment_cpu_budget_holds_its_sandboxes",)),
@@ -163,7 +169,6 @@ _ISSUE_11 = "monitoring and alerting are not built yet (issue 11)"
 _ISSUE_12 = "not built yet (issue 12)"
 NOT_ENFORCED: dict[str, str] = {
     "enable_coverage_tracking": "coverage from inside sandboxes is " + _ISSUE_12,
-    "enable_snapshot_testing": "snapshot testing is " + _ISSUE_12,
     "enable_tracing": "tracing is not built yet (issue 11)",
     "enable_monitoring": _ISSUE_11,
     "resource_limits.max_disk_usage_bytes": "disk budgets are not built yet (issue 13)",

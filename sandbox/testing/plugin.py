@@ -20,8 +20,9 @@ import pytest
 from filelock import FileLock
 
 from sandbox.policy.resolve import effective_config
-from sandbox.testing import shard
+from sandbox.testing import shard, snapshots
 from sandbox.testing.reports import summarize
+from sandbox.testing.snapshots import cleanroom_snapshot_normalisers, snapshot  # noqa: F401  (fixtures: found here)
 
 _LAZY_NOTE = """Fixtures import the engine and services (Podman client, psycopg, redis) when a
 test first asks for them: pytest loads this plugin in every run of this venv, and
@@ -37,6 +38,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cleanroom-durations", default=None, metavar="REPORT",
                     help="balance shards by the durations this JSON report recorded (write =PATH: "
                          "a separate existing path moves pytest's rootdir)")
+    group.addoption("--cleanroom-snapshot-update", action="store_true", default=False,
+                    help="write missing snapshots and rewrite differing ones instead of failing")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -185,6 +188,7 @@ def sandbox(request: pytest.FixtureRequest, cleanroom) -> Iterator[Callable[...,
         env = own.open()
     results: list[Any] = []
     request.node.cleanroom_results = results  # filled during the call, read by the report hook
+    snapshots.for_test(request, cleanroom)  # result.assert_matches_snapshot() works in this test
 
     def run(image: str, command: list[str], **kw: Any):
         result = env.run(image, command, **kw)
