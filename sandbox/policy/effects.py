@@ -49,6 +49,12 @@ EFFECTS: dict[str, Effect] = {
     "deterministic_seed": Effect(
         "the seed given to sandboxes (and to the test process's random) under deterministic execution",
         (_ER + "test_deterministic_execution_pins_seed_hostname_and_tz",)),
+    "deterministic_clock": Effect(
+        "under deterministic execution, the sandboxes' wall clock frozen at this instant (libfaketime, mounted "
+        "read-only and preloaded; dynamically linked programs only); services keep the real clock",
+        ("tests/integration/test_deterministic_clock.py::"
+         "test_dynamically_linked_programs_see_the_frozen_clock_while_time_passes",
+         "tests/integration/test_deterministic_clock.py::test_two_runs_of_a_suite_write_byte_identical_snapshots")),
     "enable_snapshot_testing": Effect(
         "the `snapshot` fixture and RunResult.assert_matches_snapshot compare redacted, normalised output with "
         "__snapshots__/; off: using them fails naming the key",

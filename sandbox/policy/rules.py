@@ -72,6 +72,9 @@ def check_rules(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool],
              f"process isolation cannot be off at security_level {sp.security_level}: the sandbox would see "
              "and signal the host's processes",
              "true at High and Maximum; false only at Minimal, Low or Medium")
+    if cfg.deterministic_clock and not cfg.enable_deterministic_execution:
+        fail(["deterministic_clock"], "a frozen clock is part of deterministic execution, which is off",
+             "set enable_deterministic_execution = true, or remove deterministic_clock")
     _check_compliance(cfg, fail, had_error, controls)
 
 
