@@ -172,9 +172,10 @@ EFFECTS: dict[str, Effect] = {
 }
 
 _ISSUE_11 = "monitoring and alerting are not built yet (issue 11)"
-_ISSUE_12 = "not built yet (issue 12)"
 NOT_ENFORCED: dict[str, str] = {
-    "enable_coverage_tracking": "coverage from inside sandboxes is " + _ISSUE_12,
+    "enable_coverage_tracking": "the test process's coverage, the sandbox-side set-up and the path-mapped combined "
+                                "report are built (--cleanroom-coverage-report); giving sandboxes their mounts "
+                                "waits for user bind mounts (issue 12)",
     "enable_tracing": "tracing is not built yet (issue 11)",
     "enable_monitoring": _ISSUE_11,
     "resource_limits.max_disk_usage_bytes": "disk budgets are not built yet (issue 13)",

@@ -20,7 +20,7 @@ import pytest
 from filelock import FileLock
 
 from sandbox.policy.resolve import effective_config
-from sandbox.testing import shard, snapshots
+from sandbox.testing import sandbox_coverage, shard, snapshots
 from sandbox.testing.reports import summarize
 from sandbox.testing.snapshots import cleanroom_snapshot_normalisers, snapshot  # noqa: F401  (fixtures: found here)
 
@@ -40,11 +40,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "a separate existing path moves pytest's rootdir)")
     group.addoption("--cleanroom-snapshot-update", action="store_true", default=False,
                     help="write missing snapshots and rewrite differing ones instead of failing")
+    group.addoption("--cleanroom-coverage-report", default=None, choices=sandbox_coverage.REPORT_KINDS,
+                    help="with enable_coverage_tracking: one coverage report of the tests and their sandboxes")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cleanroom(policy=None): run this test's sandboxes under this policy file")
     shard.register(config)
+    sandbox_coverage.register(config)
 
 
 @pytest.fixture(scope="session")
