@@ -19,6 +19,7 @@ from sandbox.engine import cleanup
 from sandbox.engine.launcher import ServiceLauncher
 from sandbox.engine.libpod import LibpodAPI
 from sandbox.engine.networks import EnvironmentNetwork
+from sandbox.engine.output import redact_again
 from sandbox.engine.ownership import owner_labels
 from sandbox.engine.results import RunResult
 from sandbox.engine.runner import SandboxRunner
@@ -200,6 +201,11 @@ class CleanroomEnvironment:
     def add_secret(self, value: str, name: str = "secret") -> None:
         """Mask this exact value (and its common encodings) in everything cleanroom emits."""
         self._redactor.add_secret(value, name)
+
+    def redact(self, text: str) -> str:
+        """``text`` as this environment's redactor masks it (for what tests write, e.g. snapshots);
+        markers already in it stay as they are."""
+        return redact_again(self._redactor, text)
 
     # -- sandboxes ----------------------------------------------------------------
     def run(self, image: str, command: list[str], *, env: dict[str, str] | None = None,

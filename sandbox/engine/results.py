@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import msgspec
 
 from sandbox.engine.types import LimitBreach, Usage
+from sandbox.errors import CleanroomError
+
+# Set by the pytest plugin for the running test (sandbox/testing/snapshots.py): the engine
+# knows nothing of pytest, and the plugin decides where and how a snapshot is kept.
+SNAPSHOT_MATCHER: ContextVar[Callable[..., None] | None] = ContextVar("cleanroom_snapshot_matcher", default=None)
 
 
 class RunResult(msgspec.Struct, kw_only=True):
@@ -42,6 +49,17 @@ class RunResult(msgspec.Struct, kw_only=True):
         if self.breaches:
             return "limit"
         return "passed" if self.exit_code == 0 else "failed"
+
+    def assert_matches_snapshot(self, name: str | None = None, *,
+                                files: Mapping[str, str | bytes] | None = None) -> None:
+        """Compare this result's redacted, normalised output (and ``files``: contents the
+        test read back) with the running test's stored snapshot; needs the pytest plugin
+        and ``enable_snapshot_testing``."""
+        matcher = SNAPSHOT_MATCHER.get()
+        if matcher is None:
+            raise CleanroomError("assert_matches_snapshot: no snapshot context; call it in a pytest test that uses "
+                                 "cleanroom's `sandbox` or `snapshot` fixture")
+        matcher(self, name, files)
 
 
 def audit_records(result: RunResult) -> list[tuple[str, str, dict[str, Any]]]:

@@ -148,7 +148,8 @@ class SandboxRunner:
         try:
             return build_spec(self.config, request.image, request.command, env=request.env, labels=request.labels,
                               name=request.name, ports=request.ports or None, network=network,
-                              writable_paths=request.writable_paths, user=request.user)
+                              writable_paths=request.writable_paths, user=request.user,
+                              clock=request.kind == "sandbox")
         except NetworkPolicyViolation as exc:
             self.audit("network.refused", "High", sandbox=request.name, reason=str(exc))
             raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox.confine.seccomp import profile_for
+from sandbox.engine.faketime import frozen_clock
 from sandbox.errors import NetworkPolicyViolation
 from sandbox.policy import Isolation, effective_isolation
 from sandbox.policy.isolation import tmpfs_sizes
@@ -54,6 +55,7 @@ def build_spec(
     user: str | None = None,
     network: str | tuple[str, list[str]] | None = None,
     writable_paths: list[str] | dict[str, int] | None = None,
+    clock: bool = True,
 ) -> dict[str, Any]:
     """The create body for one sandbox.
 
@@ -61,6 +63,7 @@ def build_spec(
     bound to 127.0.0.1. ``network`` overrides the policy's mode for services that
     must be reachable (a published port needs a network namespace with slirp4netns),
     or is ``(network name, aliases)`` to join an environment's private network.
+    ``clock=False`` leaves out the policy's frozen clock (services keep the real one).
     """
     check_ports(policy, ports)
     iso = _iso(policy)
@@ -83,6 +86,12 @@ def build_spec(
         environment["CLEANROOM_SEED"] = str(seed)
         environment["PYTHONHASHSEED"] = str(seed)
         spec["hostname"] = DEFAULT_HOSTNAME
+    # Internal read-only mounts (the frozen clock's library), added after the tmpfs ones.
+    internal_mounts: list[dict[str, Any]] = []
+    if policy.enable_deterministic_execution and policy.deterministic_clock and clock:
+        mount, clock_env = frozen_clock(policy.deterministic_clock)
+        environment.update(clock_env)
+        internal_mounts.append(mount)
     environment.update(env or {})
     if environment:
         spec["env"] = environment
@@ -118,6 +127,8 @@ def build_spec(
              "options": ["rw", "nosuid", "nodev", f"size={size}"]}
             for path, size in tmpfs_sizes(policy, writable_paths).items()
         ]
+    if internal_mounts:
+        spec.setdefault("mounts", []).extend(internal_mounts)
     # Process isolation: a private PID namespace (the sandbox sees only its own
     # processes) and a private IPC namespace, both stated rather than left to
     # containers.conf. Off (refused at High and above) shares the host's PID namespace.

@@ -49,6 +49,18 @@ EFFECTS: dict[str, Effect] = {
     "deterministic_seed": Effect(
         "the seed given to sandboxes (and to the test process's random) under deterministic execution",
         (_ER + "test_deterministic_execution_pins_seed_hostname_and_tz",)),
+    "deterministic_clock": Effect(
+        "under deterministic execution, the sandboxes' wall clock frozen at this instant (libfaketime, mounted "
+        "read-only and preloaded; dynamically linked programs only); services keep the real clock",
+        ("tests/integration/test_deterministic_clock.py::"
+         "test_dynamically_linked_programs_see_the_frozen_clock_while_time_passes",
+         "tests/integration/test_deterministic_clock.py::test_two_runs_of_a_suite_write_byte_identical_snapshots")),
+    "enable_snapshot_testing": Effect(
+        "the `snapshot` fixture and RunResult.assert_matches_snapshot compare redacted, normalised output with "
+        "__snapshots__/; off: using them fails naming the key",
+        ("tests/integration/test_snapshots.py::"
+         "test_snapshots_are_written_on_update_compared_after_and_never_hold_a_secret",
+         "tests/integration/test_snapshots.py::test_with_the_key_off_snapshots_fail_naming_the_key")),
     "resource_limits.max_cpu_usage_percent": Effect(
         "the environment's CPU budget, a share of the whole host, for all its sandboxes together",
         (_FX + "test_the_environment_cpu_budget_holds_its_sandboxes",)),
@@ -201,10 +213,10 @@ EFFECTS: dict[str, Effect] = {
 }
 
 _ISSUE_11 = "monitoring and alerting are not built yet (issue 11)"
-_ISSUE_12 = "not built yet (issue 12)"
 NOT_ENFORCED: dict[str, str] = {
-    "enable_coverage_tracking": "coverage from inside sandboxes is " + _ISSUE_12,
-    "enable_snapshot_testing": "snapshot testing is " + _ISSUE_12,
+    "enable_coverage_tracking": "the test process's coverage, the sandbox-side set-up and the path-mapped combined "
+                                "report are built (--cleanroom-coverage-report); giving sandboxes their mounts "
+                                "waits for user bind mounts (issue 12)",
     "enable_tracing": "tracing is not built yet (issue 11)",
     "enable_monitoring": _ISSUE_11,
     "performance_monitoring.enable_monitoring": _ISSUE_11,

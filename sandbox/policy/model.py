@@ -25,6 +25,8 @@ PositiveInt = Annotated[int, Meta(gt=0, le=INT64_MAX)]
 PositiveFloat = Annotated[float, Meta(gt=0)]
 Percent = Annotated[float, Meta(gt=0, le=100)]
 Port = Annotated[int, Meta(ge=1, le=65535)]
+# An instant with its offset, as the reference guide writes it: 2026-01-01T00:00:00Z.
+Instant = Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(Z|[+-]\d{2}:\d{2})$")]
 
 
 # Frozen: one loaded policy is shared by the environment, the engine and the audit
@@ -132,6 +134,7 @@ class PolicyConfig(_Base):
     test_execution_timeout: PositiveFloat = 300.0
     enable_deterministic_execution: bool = False
     deterministic_seed: int | None = None
+    deterministic_clock: Instant | None = None  # the sandboxes' frozen wall clock (libfaketime)
     enable_coverage_tracking: bool = False
     enable_snapshot_testing: bool = False
     enable_tracing: bool = False

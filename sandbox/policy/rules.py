@@ -75,6 +75,9 @@ def check_rules(cfg: PolicyConfig, fail: Fail, had_error: Callable[[str], bool],
         fail(["security_policy", "allow_unconfined"],
              f"running without cgroup limits cannot be allowed at security_level {sp.security_level}",
              "false at High and Maximum; true only at Minimal, Low or Medium")
+    if cfg.deterministic_clock and not cfg.enable_deterministic_execution:
+        fail(["deterministic_clock"], "a frozen clock is part of deterministic execution, which is off",
+             "set enable_deterministic_execution = true, or remove deterministic_clock")
     _check_compliance(cfg, fail, had_error, controls)
 
 

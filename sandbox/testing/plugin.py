@@ -20,6 +20,9 @@ import pytest
 from filelock import FileLock
 
 from sandbox.policy.resolve import effective_config
+from sandbox.testing import sandbox_coverage, shard, snapshots
+from sandbox.testing.reports import summarize
+from sandbox.testing.snapshots import cleanroom_snapshot_normalisers, snapshot  # noqa: F401  (fixtures: found here)
 from sandbox.testing.timelimit import pytest_runtest_call  # noqa: F401  (a hook: pytest finds it here)
 
 _LAZY_NOTE = """Fixtures import the engine and services (Podman client, psycopg, redis) when a
@@ -32,10 +35,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--cleanroom-policy", default=None, help="policy file (default: ./cleanroom.toml or built-in)")
     group.addoption("--cleanroom-env", default=None, help="environment overlay ([cleanroom.<env>])")
     group.addoption("--cleanroom-report", default=None, metavar="PATH", help="write a JSON run report here")
+    group.addoption("--cleanroom-shard", default=None, metavar="K/N", help="run only shard K of N of the tests")
+    group.addoption("--cleanroom-durations", default=None, metavar="REPORT",
+                    help="balance shards by the durations this JSON report recorded (write =PATH: "
+                         "a separate existing path moves pytest's rootdir)")
+    group.addoption("--cleanroom-snapshot-update", action="store_true", default=False,
+                    help="write missing snapshots and rewrite differing ones instead of failing")
+    group.addoption("--cleanroom-coverage-report", default=None, choices=sandbox_coverage.REPORT_KINDS,
+                    help="with enable_coverage_tracking: one coverage report of the tests and their sandboxes")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "cleanroom(policy=None): run this test's sandboxes under this policy file")
+    shard.register(config)
+    sandbox_coverage.register(config)
 
 
 @pytest.fixture(scope="session")
@@ -179,6 +192,7 @@ def sandbox(request: pytest.FixtureRequest, cleanroom) -> Iterator[Callable[...,
         env = own.open()
     results: list[Any] = []
     request.node.cleanroom_results = results  # filled during the call, read by the report hook
+    snapshots.for_test(request, cleanroom)  # result.assert_matches_snapshot() works in this test
 
     def run(image: str, command: list[str], **kw: Any):
         result = env.run(image, command, **kw)
@@ -251,24 +265,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not path or collected is None or hasattr(session.config, "workerinput"):
         return
     tests = list(collected.values())
-    totals: dict[str, Any] = {
-        "tests": len(tests),
-        "passed": sum(t["outcome"] == "passed" for t in tests),
-        "failed": sum(t["outcome"] in ("failed", "error") for t in tests),
-        "skipped": sum(t["outcome"] == "skipped" for t in tests),
-        "duration_seconds": round(time.time() - _REPORT["started"], 3),
-        "sandboxes": sum(len(t.get("sandboxes", [])) for t in tests),
-        "peak_memory_bytes": max((s["peak_memory_bytes"] or 0 for t in tests for s in t.get("sandboxes", [])),
-                                 default=0),
-        "redactions": {},
-    }
-    for t in tests:
-        for k, v in t.get("redactions", {}).items():
-            totals["redactions"][k] = totals["redactions"].get(k, 0) + v
+    totals = summarize(tests)
+    totals["duration_seconds"] = round(time.time() - _REPORT["started"], 3)
     env = getattr(session.config, "_cleanroom_env", None)
     if env is not None:
         custom = env.get_metrics()["custom"]
         totals["containers_created"] = int(custom.get("containers.created", {}).get("sum", 0))
         totals["containers_reused"] = int(custom.get("containers.reused", {}).get("sum", 0))
         totals["audit_log"] = str(env.audit_path) if env.audit_path else None
-    Path(path).write_text(json.dumps({"tests": tests, "totals": totals}, indent=2))
+    data = {"tests": tests, "totals": totals}
+    if getattr(session.config, "_cleanroom_shard", None):
+        data["shard"] = session.config._cleanroom_shard
+    Path(path).write_text(json.dumps(data, indent=2))
