@@ -29,7 +29,7 @@ class PolicyNotice(msgspec.Struct, frozen=True):
 
 _RL = "tests/security/test_resource_limits.py::"
 _NP = "tests/security/test_network_policy.py::"
-_FX = "tests/security/test_policy_effects.py::"
+_FX = "tests/security/test_policy_key_effects.py::"
 _ER = "tests/integration/test_engine_run.py::"
 
 EFFECTS: dict[str, Effect] = {

@@ -157,3 +157,10 @@ def test_the_readme_layout_names_every_engine_module():
     missing = [p.name for p in sorted((PKG / "engine").glob("*.py"))
                if p.name != "__init__.py" and p.name not in layout]
     assert missing == []
+
+
+def test_test_files_have_unique_basenames():
+    # `make test` collects unit, integration and security in one run, without packages:
+    # two files of one name collide there, though each folder alone passes.
+    names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
