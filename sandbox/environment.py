@@ -24,6 +24,7 @@ from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.types import Confiner, NetworkAttachment
 from sandbox.environment_metrics import Metrics
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
+from sandbox.observe import Observability, ObservabilityMethods
 from sandbox.policy import CleanroomConfig
 from sandbox.policy.compliance import controls_snapshot, require_controls
 from sandbox.redact import Redactor, install_log_redaction
@@ -39,7 +40,7 @@ def default_audit_dir(config: CleanroomConfig) -> Path:
     return Path(state) / "cleanroom" / "audit"
 
 
-class CleanroomEnvironment:
+class CleanroomEnvironment(ObservabilityMethods):
     """A policy, a Podman connection, a redactor and an audit log, for one session.
 
     Use it as a context manager: everything it made is removed on exit, whether the
@@ -64,6 +65,8 @@ class CleanroomEnvironment:
         self._network: EnvironmentNetwork | None = None
         self._services: ServiceRegistry | None = None
         self._tests = TestExecutor(self._events, self._audit, self._redactor.redact, self.record_metric)
+        self._observe = Observability(self.id, self.config, redact=self._redactor.redact, audit=self._audit,
+                                      custom=self._metrics.summary)
 
     # -- lifecycle ----------------------------------------------------------------
     def open(self) -> CleanroomEnvironment:
@@ -94,6 +97,7 @@ class CleanroomEnvironment:
         self._services = ServiceRegistry(ServiceLauncher(self._runner, self._network, self.add_secret),
                                          self.record_metric)
         self._opened = True
+        self._observe.open(self._runner, self._confiners, self._api.ping)
         self._audit("environment.opened", "Minimal", environment=self.id,
                     policy_file=self.config.source_file, policy_env=self.config.environment)
         self._audit("policy.applied", "Medium", digest=self.config.digest(), controls=controls_snapshot(self.config))
@@ -113,6 +117,7 @@ class CleanroomEnvironment:
             # Reused singletons stay running for the next run: detach them, then the
             # network goes (never forced: force would remove them too).
             self._network.remove(keep=self._services.kept_ids() if self._services is not None else [])
+        self._observe.close()  # servers stop; the last samples, alerts and spans go out
         for confiner in reversed(self._confiners):
             try:
                 confiner.close()
@@ -158,6 +163,7 @@ class CleanroomEnvironment:
 
     def _audit(self, event: str, min_level: str = "Minimal", **data: Any) -> None:
         self._events.remember(event, data)
+        self._observe.event(event, data)
         if self._audit_log is not None:
             self._audit_log.record(event, min_level, **data)
 
@@ -185,7 +191,8 @@ class CleanroomEnvironment:
         runner = self._require_open()
         net = NetworkAttachment(self._network.ensure()) if network == "env" else network
         request = runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}), network=net)
-        result = runner.run(request, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
+        result = self._observe.run(request.name, lambda: runner.run(request, timeout=timeout, on_stdout=on_stdout,
+                                                                    on_stderr=on_stderr))
         self.record_metric("sandbox.duration_seconds", result.duration_seconds)
         if result.usage.peak_memory_bytes is not None:
             self.record_metric("sandbox.peak_memory_bytes", result.usage.peak_memory_bytes)
@@ -213,7 +220,11 @@ class CleanroomEnvironment:
         (the function's thread cannot be killed; it is left to finish on its own).
         """
         self._require_open()
-        return self._tests.run(name, fn, float(timeout if timeout is not None else self.config.test_execution_timeout))
+        with self._observe.test(name) as scope:
+            outcome = self._tests.run(name, scope.wrap(fn),
+                                      float(timeout if timeout is not None else self.config.test_execution_timeout))
+            scope.verdict = outcome.verdict
+        return outcome
 
     def get_logs(self) -> list[str]:
         """The environment's event log, redacted, oldest first."""
