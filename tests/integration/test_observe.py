@@ -54,8 +54,8 @@ def test_metrics_endpoint_shows_a_running_sandbox_and_its_peaks(tmp_path):
         while time.monotonic() < deadline and not done.is_set():
             time.sleep(0.3)
             text = get(f"http://{metrics}/metrics")[1]
-            peak = re.search(r'cleanroom_sandbox_peak_memory_bytes\{environment="%s",kind="sandbox",'
-                             r'sandbox="([^"]+)"\} (\S+)' % env.id, text)
+            peak = re.search(r'cleanroom_sandbox_peak_memory_bytes\{environment="' + env.id
+                             + r'",kind="sandbox",sandbox="([^"]+)"\} (\S+)', text)
             if peak and float(peak.group(2)) >= 24 << 20:
                 break
         status, body = get(f"http://{health}/healthz")
@@ -65,7 +65,7 @@ def test_metrics_endpoint_shows_a_running_sandbox_and_its_peaks(tmp_path):
         name = peak.group(1)
         assert f'cleanroom_sandbox_running{{environment="{env.id}",kind="sandbox",sandbox="{name}"}} 1.0' in text
         assert f'cleanroom_sandboxes_running{{environment="{env.id}",kind="sandbox"}} 1.0' in text
-        assert re.search(r'cleanroom_sandbox_peak_cpu_percent\{[^}]*sandbox="%s"\} \d' % name, text)
+        assert re.search(r'cleanroom_sandbox_peak_cpu_percent\{[^}]*sandbox="' + name + r'"\} \d', text)
         assert results[0].sandbox == name and float(peak.group(2)) >= 24 << 20
         after = get(f"http://{metrics}/metrics")[1]
         assert f'sandbox="{name}"' not in after  # gone from the live series once removed
