@@ -14,6 +14,7 @@ from sandbox.cli.doctor_cmd import doctor_main
 from sandbox.cli.images_cmd import build_main
 from sandbox.cli.policy_cmd import policy_group
 from sandbox.cli.prune_cmd import prune_main
+from sandbox.cli.report_cmd import report_group
 from sandbox.cli.run_cmd import run_main
 from sandbox.cli.serve_cmd import serve_command
 from sandbox.cli.test_cmd import test_command
@@ -81,7 +82,7 @@ def images_build(force: bool, names: tuple[str, ...]) -> None:
     sys.exit(build_main(force, list(names)))
 
 
-for _command in (policy_group, audit_group, test_command, serve_command):
+for _command in (policy_group, audit_group, test_command, serve_command, report_group):
     cli.add_command(_command)
 
 

@@ -13,7 +13,8 @@ import click
 @click.option("--test", "name", default=None, help="Run tests/NAME (e.g. integration, unit).")
 @click.option("--policy", default=None, type=click.Path(dir_okay=False), help="Policy file for the sandboxes.")
 @click.option("--env", "env", default=None, help="Environment overlay.")
-@click.option("--report", default=None, type=click.Path(dir_okay=False), help="Write the JSON run report here.")
+@click.option("--report", default=None, type=click.Path(dir_okay=False),
+              help="Write the run report here (JSON; .html: an HTML page with plots).")
 @click.argument("pytest_args", nargs=-1, type=click.UNPROCESSED)
 def test_command(name, policy, env, report, pytest_args) -> None:
     """Run pytest with cleanroom's fixtures. Extra arguments go to pytest."""
