@@ -184,3 +184,44 @@ def test_a_results_time_series_has_a_sample_per_interval_and_phase_timings(tmp_p
     assert all(s.memory_bytes > 0 and s.pids >= 1 for s in result.timeseries)
     assert result.timeseries[0].cpu_percent is None and all(s.cpu_percent is not None for s in result.timeseries[1:])
     assert untracked.timeseries == [] and untracked.phases == {}  # off by default
+
+
+def test_monitoring_keys_alone_sample_and_alert_on_cpu(tmp_path):
+    """performance_monitoring.enable_monitoring = true: no call needed; a busy sandbox crosses
+    thresholds.max_cpu_usage_percent (a share of the whole host) once."""
+    cfg = policy("enable_monitoring = true\n[cleanroom.performance_monitoring.thresholds]\n"
+                 "max_cpu_usage_percent = 5.0\n")
+    with CleanroomEnvironment(cfg, audit_dir=tmp_path) as env:
+        busy = env.run(BUSYBOX, ["/bin/sh", "-c", "timeout 2 /bin/sh -c 'while :; do :; done'; sleep 0.8"])
+        alerts = env.get_alerts()
+        events = [e["event"] for e in env.get_security_events()]
+    cpu = [a for a in alerts if a["threshold"] == "max_cpu_usage_percent" and a["subject"] == busy.sandbox]
+    assert [a["state"] for a in cpu] == ["firing", "resolved"], alerts
+    assert cpu[0]["value"] > 5.0 and "of the host" in cpu[0]["message"]
+    assert "alert.fired" in events and "alert.resolved" in events
+
+
+def test_test_execution_time_threshold_fires_once_and_resolves_at_test_ends(tmp_path):
+    cfg = policy("[cleanroom.performance_monitoring.thresholds]\nmax_test_execution_time = 0.3\n")
+    with CleanroomEnvironment(cfg, audit_dir=tmp_path) as env:
+        env.start_alerting()
+        env.execute_test("slow_one", lambda: time.sleep(0.5))
+        env.execute_test("slow_two", lambda: time.sleep(0.5))  # still over: no second alert
+        assert [a["state"] for a in env.get_alerts()] == ["firing"]
+        env.execute_test("fast", lambda: None)
+        alerts = env.get_alerts()
+    assert [(a["state"], a["threshold"]) for a in alerts] == [("firing", "max_test_execution_time"),
+                                                             ("resolved", "max_test_execution_time")]
+    assert "slow_one" in alerts[0]["message"] and alerts[0]["value"] >= 0.5
+
+
+def test_container_startup_time_threshold_fires_once_per_crossing(tmp_path):
+    cfg = policy("[cleanroom.performance_monitoring.thresholds]\nmax_container_startup_time = 0.001\n")
+    with CleanroomEnvironment(cfg, audit_dir=tmp_path) as env:
+        env.start_alerting()
+        first = env.run(BUSYBOX, ["/bin/true"])
+        env.run(BUSYBOX, ["/bin/true"])
+        alerts = env.get_alerts()
+    startup = [a for a in alerts if a["threshold"] == "max_container_startup_time"]
+    assert [a["state"] for a in startup] == ["firing"]  # the second start is still over: no new alert
+    assert first.sandbox in startup[0]["message"] and startup[0]["value"] > 0.001
