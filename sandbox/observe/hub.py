@@ -187,6 +187,8 @@ class Observability:
         try:
             if event == "sandbox.created":
                 self.stages.describe(str(data.get("sandbox")), data.get("kind"), data.get("image"))
+            elif event == "singleton.reused":  # made by another process: on the timeline from now on
+                self.stages.adopted(str(data.get("sandbox")))
             self.metrics.event(event, data)
         except Exception as exc:
             logger.warning("event observer failed", event=event, error=str(exc))

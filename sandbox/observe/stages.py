@@ -83,6 +83,16 @@ class StageBook:
                     self._finished.popitem(last=False)
             return record
 
+    def adopted(self, name: str) -> None:
+        """A running service another process made, used from now on (a reused singleton)."""
+        with self._lock:
+            if name in self._open:
+                return
+            record = self._open[name] = StageRecord(name)
+            record.kind = "service"
+            record.mark("run")
+            self.all.append(record)
+
     def describe(self, name: str, kind: str | None, image: str | None) -> None:
         with self._lock:
             record = self._open.get(name) or self._finished.get(name)

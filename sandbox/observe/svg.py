@@ -27,6 +27,10 @@ def _ticks(lo: float, hi: float, target: int = 6) -> list[float]:
     return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
 
 
+def _fit(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n // 2 - 1] + "…" + text[-(n // 2 - 1):]
+
+
 def _num(v: float) -> str:
     return f"{v:.0f}" if abs(v) >= 10 or v == int(v) else f"{v:.1f}"
 
@@ -50,8 +54,7 @@ def timeline(rows: list[dict[str, Any]], t0: float, t1: float, width: int = 960)
         bx, bw = x(start), max(2.0, x(end) - x(start))
         color = KIND_COLORS["failed"] if row.get("verdict") not in (None, "passed", "running") \
             else KIND_COLORS.get(row.get("kind", "sandbox"), KIND_COLORS["sandbox"])
-        label = escape(str(row["label"]))
-        short = label if len(label) <= 34 else label[:15] + "…" + label[-18:]
+        short = escape(_fit(str(row["label"]), 34))
         tip = escape(f'{row["label"]} ({row.get("kind")}, {row.get("verdict") or "-"}): {end - start:.3f} s')
         parts.append(f'<text x="{label_w - 6}" y="{y + 14}" class="label" text-anchor="end">{short}</text>'
                      f'<rect class="bar bar-{escape(str(row.get("kind")))}" x="{bx:.1f}" y="{y + 3}" '
@@ -74,7 +77,7 @@ def usage_plot(samples: list[list[float | None]], title: str, width: int = 440, 
     x = lambda t: left + (t - t0) / span * pw  # noqa: E731
     parts = [f'<svg class="chart plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="memory and CPU of {escape(title)}">',
-             f'<text x="{left}" y="14" class="title">{escape(title)}</text>',
+             f'<text x="{left}" y="14" class="title">{escape(_fit(title, 54))}<title>{escape(title)}</title></text>',
              f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="area"/>']
     for v in _ticks(0, mem_hi, 4):
         py = top + ph - v / mem_hi * ph
