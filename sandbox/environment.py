@@ -231,7 +231,7 @@ class CleanroomEnvironment(ObservabilityMethods):
         return self._events.lines()
 
     def get_security_events(self) -> list[dict[str, Any]]:
-        """Limit breaches, network refusals and redaction counts recorded so far (redacted)."""
+        """Limit breaches, network refusals, redaction counts and alerts recorded so far (redacted)."""
         return self._events.security()
 
     # -- metrics ------------------------------------------------------------------
