@@ -26,6 +26,7 @@ from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.types import Confiner, NetworkAttachment
 from sandbox.environment_metrics import Metrics
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
+from sandbox.observe import Observability, ObservabilityMethods
 from sandbox.policy import CleanroomConfig
 from sandbox.policy.compliance import controls_snapshot, require_controls
 from sandbox.redact import Redactor, install_log_redaction
@@ -41,7 +42,7 @@ def default_audit_dir(config: CleanroomConfig) -> Path:
     return Path(state) / "cleanroom" / "audit"
 
 
-class CleanroomEnvironment:
+class CleanroomEnvironment(ObservabilityMethods):
     """A policy, a Podman connection, a redactor and an audit log, for one session.
 
     Use it as a context manager: everything it made is removed on exit, whether the
@@ -68,6 +69,8 @@ class CleanroomEnvironment:
         self._test_sandboxes = TestSandboxes(self._kill_sandbox)
         self._tests = TestExecutor(self._events, self._audit, self._redactor.redact, self.record_metric,
                                    self._test_sandboxes)
+        self._observe = Observability(self.id, self.config, redact=self._redactor.redact, audit=self._audit,
+                                      custom=self._metrics.summary)
 
     # -- lifecycle ----------------------------------------------------------------
     def open(self) -> CleanroomEnvironment:
@@ -107,6 +110,7 @@ class CleanroomEnvironment:
         self._services = ServiceRegistry(ServiceLauncher(self._runner, self._network, self.add_secret),
                                          self.record_metric)
         self._opened = True
+        self._observe.open(self._runner, self._confiners, self._api.ping)
         self._audit("environment.opened", "Minimal", environment=self.id,
                     policy_file=self.config.source_file, policy_env=self.config.environment)
         self._audit("policy.applied", "Medium", digest=self.config.digest(), controls=controls_snapshot(self.config))
@@ -154,6 +158,7 @@ class CleanroomEnvironment:
             # Reused singletons stay running for the next run: detach them, then the
             # network goes (never forced: force would remove them too).
             self._network.remove(keep=self._services.kept_ids() if self._services is not None else [])
+        self._observe.close()  # servers stop; the last samples, alerts and spans go out
         for confiner in reversed(self._confiners):
             try:
                 confiner.close()
@@ -190,6 +195,7 @@ class CleanroomEnvironment:
 
     def _audit(self, event: str, min_level: str = "Minimal", **data: Any) -> None:
         self._events.remember(event, data)
+        self._observe.event(event, data)
         if self._audit_log is not None:
             self._audit_log.record(event, min_level, **data)
 
@@ -224,7 +230,8 @@ class CleanroomEnvironment:
         request = runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}), network=net)
         self._test_sandboxes.started(request.name)
         try:
-            result = runner.run(request, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
+            result = self._observe.run(request.name, lambda: runner.run(request, timeout=timeout, on_stdout=on_stdout,
+                                                                        on_stderr=on_stderr))
         finally:
             self._test_sandboxes.ended(request.name)
         self.record_metric("sandbox.duration_seconds", result.duration_seconds)
@@ -257,7 +264,10 @@ class CleanroomEnvironment:
         """
         self._require_open()
         limit = timeout if timeout is not None else self.config.resource_limits.max_test_execution_time
-        return self._tests.run(name, fn, float(limit))
+        with self._observe.test(name) as scope:
+            outcome = self._tests.run(name, scope.wrap(fn), float(limit))
+            scope.verdict = outcome.verdict
+        return outcome
 
     def _kill_sandbox(self, name: str) -> None:
         try:
@@ -270,7 +280,7 @@ class CleanroomEnvironment:
         return self._events.lines()
 
     def get_security_events(self) -> list[dict[str, Any]]:
-        """Limit breaches, network refusals and redaction counts recorded so far (redacted)."""
+        """Limit breaches, network refusals, redaction counts and alerts recorded so far (redacted)."""
         return self._events.security()
 
     # -- metrics ------------------------------------------------------------------

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the shipped example: confined sandboxes under policies/strict.toml,
 # then the example app's test suite against real PostgreSQL and Redis under
-# policies/ci.toml, with its summary and a verified audit trail. Run via `make demo`.
+# policies/ci.toml, with its summary, a verified audit trail and its HTML run report. Run via `make demo`.
 set -uo pipefail
 IMG=localhost/cleanroom/busybox:latest
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
@@ -42,4 +42,8 @@ print(f"audit: {t.get('audit_log')}")
 PY
 audit=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["totals"].get("audit_log") or "")' "$report")
 [ -n "$audit" ] && cleanroom audit verify "$audit"
+
+step "the run report: summary, timeline, memory and CPU plots, alerts, redactions (one self-contained HTML file)"
+html="${report%.json}.html"
+cleanroom report render "$report" -o "$html" >/dev/null && echo "HTML report: $html"
 exit $rc

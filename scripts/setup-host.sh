@@ -30,8 +30,9 @@ die() { printf '[setup-host] error: %s\n' "$*" >&2; exit 1; }
 # --- 1. packages -------------------------------------------------------------------
 # gcc + libc6-dev: the security tests build a static seccomp probe (tests/security/seccomp_probe.c).
 # libfaketime: the frozen clock of deterministic execution (deterministic_clock), mounted into sandboxes.
+# chromium: the HTML run report is checked in a real headless browser (tests/integration/test_run_report.py).
 PKGS=(podman runc slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap busybox-static
-      python3-venv python3-dev iproute2 procps curl file gcc libc6-dev libfaketime)
+      python3-venv python3-dev iproute2 procps curl file gcc libc6-dev libfaketime chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,7 +6,8 @@ from typing import Any
 
 import msgspec
 
-SECURITY_EVENTS = ("limit.breach", "network.refused", "redaction.counts", "policy.violation")
+SECURITY_EVENTS = ("limit.breach", "network.refused", "redaction.counts", "policy.violation", "alert.fired",
+                   "alert.resolved")
 
 
 class SecurityEvent(msgspec.Struct, frozen=True):

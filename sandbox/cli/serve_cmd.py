@@ -9,17 +9,16 @@ from __future__ import annotations
 import json
 import sys
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import click
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from sandbox.cli.common import EXIT_ENGINE, die
 from sandbox.engine.libpod import LibpodAPI
 from sandbox.engine.ownership import LABEL_KIND, LABEL_MANAGED, owner_alive
-from sandbox.errors import EngineUnavailable
+from sandbox.errors import CleanroomError, EngineUnavailable
+from sandbox.observe.http import Endpoint, Response, check_bind, metrics_route
 
 
 def _collector(url: str | None):
@@ -56,8 +55,9 @@ def _collector(url: str | None):
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=9464, show_default=True, type=int)
+@click.option("--allow-remote", is_flag=True, help="Allow a --host beyond loopback (logged).")
 @click.option("--url", default=None, help="Podman API URL (default: discovered).")
-def serve_command(host: str, port: int, url: str | None) -> None:
+def serve_command(host: str, port: int, allow_remote: bool, url: str | None) -> None:
     """Serve /healthz and /metrics (Prometheus) for this host's sandboxes."""
 
     try:
@@ -68,35 +68,25 @@ def serve_command(host: str, port: int, url: str | None) -> None:
     registry.register(collector)
     started = time.time()
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):  # noqa: N802
-            if self.path == "/metrics":
-                body, ctype, code = generate_latest(registry), CONTENT_TYPE_LATEST, 200
-            elif self.path == "/healthz":
-                try:
-                    ok = api.ping()
-                except Exception:
-                    ok = False
-                body = json.dumps({"ok": ok, "engine": api.url, "uptime_seconds": round(time.time() - started, 1)})
-                body, ctype, code = body.encode(), "application/json", 200 if ok else 503
-            else:
-                body, ctype, code = b"not found\n", "text/plain", 404
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def health() -> Response:
+        try:
+            ok = api.ping()
+        except Exception:
+            ok = False
+        body = json.dumps({"ok": ok, "engine": api.url, "uptime_seconds": round(time.time() - started, 1)})
+        return 200 if ok else 503, "application/json", body.encode()
 
-        def log_message(self, fmt, *args):  # keep the console for the startup line
-            pass
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    click.echo(f"cleanroom serve: http://{host}:{server.server_address[1]}/metrics and /healthz", err=True)
+    try:
+        check_bind(host, allow_remote, "cleanroom serve")
+        endpoint = Endpoint(host, port, {"/metrics": metrics_route(registry), "/healthz": health})
+    except CleanroomError as exc:
+        raise click.UsageError(str(exc)) from None
+    click.echo(f"cleanroom serve: http://{endpoint.address}/metrics and /healthz", err=True)
     sys.stderr.flush()
     try:
-        server.serve_forever()
+        endpoint.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        endpoint.close()
         api.close()

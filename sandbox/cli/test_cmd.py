@@ -13,7 +13,8 @@ import click
 @click.option("--test", "name", default=None, help="Run tests/NAME (e.g. integration, unit).")
 @click.option("--policy", default=None, type=click.Path(dir_okay=False), help="Policy file for the sandboxes.")
 @click.option("--env", "env", default=None, help="Environment overlay.")
-@click.option("--report", default=None, type=click.Path(dir_okay=False), help="Write the JSON run report here.")
+@click.option("--report", default=None, type=click.Path(dir_okay=False),
+              help="Write the run report here (JSON; .html: an HTML page with plots).")
 @click.option("--shard", default=None, metavar="K/N", help="Run only shard K of N (e.g. one CI runner's share).")
 @click.option("--durations", default=None, type=click.Path(dir_okay=False),
               help="Balance shards by the durations in this JSON report (every shard the same file).")

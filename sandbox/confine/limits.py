@@ -280,6 +280,18 @@ class CgroupConfiner(ConfinerBase):
             last_cpu, last_t = cpu, now
             self.peak_memory_bytes = max(self.peak_memory_bytes, env.get("peak_memory", 0))
 
+    def live_usage(self) -> list[tuple[SandboxHandle, dict[str, int]]]:
+        """Each live sandbox's and service's cgroup counters, read now: what monitoring samples."""
+        with self._lock:
+            tracked = list(self._live.values())
+        out = []
+        for t in tracked:
+            try:
+                out.append((t.handle, self.driver.read_usage(t.rel)))
+            except OSError:
+                continue  # removed between the listing and the read
+        return out
+
     def report(self) -> dict[str, Any]:
         """Current use against each budget of the environment."""
         rl = self.config.resource_limits

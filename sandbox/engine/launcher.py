@@ -98,8 +98,10 @@ class ServiceLauncher:
         with errors_redacted(runner.redactor):
             made = runner.create(request)
             try:
+                runner.observer.stage(request.name, "start")
                 runner.api.start_container(made.handle.id, timeout=runner.startup_timeout)
                 info = runner.api.inspect_container(made.handle.id)
+                runner.observer.stage(request.name, "run")
             except BaseException:
                 runner.dispose(made)
                 raise

@@ -17,6 +17,15 @@ from sandbox.errors import CleanroomError
 SNAPSHOT_MATCHER: ContextVar[Callable[..., None] | None] = ContextVar("cleanroom_snapshot_matcher", default=None)
 
 
+class UsageSample(msgspec.Struct, array_like=True, frozen=True):
+    """One reading of a sandbox's cgroup: when (Unix time), memory, CPU (100 = one core), processes."""
+
+    t: float
+    memory_bytes: int
+    cpu_percent: float | None  # None for the first reading: CPU is a rate between two
+    pids: int
+
+
 class RunResult(msgspec.Struct, kw_only=True):
     """One finished sandbox. stdout/stderr are already redacted."""
 
@@ -35,6 +44,10 @@ class RunResult(msgspec.Struct, kw_only=True):
     truncated: bool = False
     confine_seconds: float = 0.0  # init → confined: cgroup placement and network rules
     unconfined: str | None = None  # why no cgroup limits applied (an explicit opt-out), else None
+    # With enable_memory_tracking: the readings taken every metrics_interval while it lived.
+    timeseries: list[UsageSample] = msgspec.field(default_factory=list)
+    # With enable_profiling: seconds the engine spent in each stage (create, init, confine, ...).
+    phases: dict[str, float] = msgspec.field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -80,4 +93,4 @@ def audit_records(result: RunResult) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-__all__ = ["LimitBreach", "RunResult", "Usage", "audit_records"]
+__all__ = ["LimitBreach", "RunResult", "Usage", "UsageSample", "audit_records"]

@@ -21,19 +21,17 @@ from sandbox.engine.output import Output, errors_redacted, redact_text
 from sandbox.engine.posture import KernelReader, differences, read_kernel_view, read_seccomp_profile
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.spec import build_spec
-from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NetworkAttachment, SandboxHandle
+from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NetworkAttachment, NoObserver, SandboxHandle
 from sandbox.errors import CleanroomError, ContainerError, EngineUnavailable, NetworkPolicyViolation, TimeoutExceeded
 
-# How long the output reader may take to drain after a timeout kill.
-_DRAIN_SECONDS = 10.0
+_DRAIN_SECONDS = 10.0  # how long the output reader may take to drain after a timeout kill
 
 
 class Made:
     """A container this runner created: its handle and its cleanup registration."""
 
     def __init__(self, handle: SandboxHandle, token: int) -> None:
-        self.handle = handle
-        self.token = token
+        self.handle, self.token = handle, token
 
 
 class SandboxRunner:
@@ -53,6 +51,7 @@ class SandboxRunner:
         self._labels = labels
         self._kernel_view = kernel_view  # None only where there is no kernel to ask (unit tests)
         self.unconfined = unconfined  # set when the environment runs without cgroup limits, by choice
+        self.observer = NoObserver()  # any StageObserver: told when each stage begins (monitoring, tracing)
 
     @property
     def startup_timeout(self) -> float:
@@ -86,9 +85,12 @@ class SandboxRunner:
         stream: AttachStream | None = None
         generation = self.api.restarts
         try:
+            self.observer.stage(request.name, "start")
             stream, reader = self._attach(made.handle, output)
             self._start(made.handle, output, reader)
+            self.observer.stage(request.name, "run")
             timed_out = self._collect(made.handle, reader, started + limit)
+            self.observer.stage(request.name, "wait")
             exit_code = self._exit_status(made.handle)
             if self.api.restarts != generation:  # the stream ended with the old service, not the sandbox
                 output.lost = output.lost or "the service was restarted"
@@ -120,6 +122,7 @@ class SandboxRunner:
     def create(self, request: CreateRequest) -> Made:
         """create → init → confine: the command has not run when this returns."""
         self._each("before_create", request)
+        self.observer.stage(request.name, "create")
         try:
             spec = self._spec(request)
             cid = self.api.create_container(spec, timeout=self.startup_timeout)
@@ -128,7 +131,9 @@ class SandboxRunner:
             made = Made(handle, cleanup.register(f"container {request.name}", lambda: self.api.remove_container(cid),
                                                   self.environment_id))
             try:
+                self.observer.stage(handle.name, "init")
                 self._init(handle, spec)
+                self.observer.stage(handle.name, "confine")
                 self._confine(handle)
             except BaseException:
                 self.dispose(made)
@@ -212,12 +217,8 @@ class SandboxRunner:
         return True
 
     def _exit_status(self, handle: SandboxHandle, timeout: float = 30.0) -> int:
-        """The exit code once Podman has recorded the exit.
-
-        The output stream has already ended, so the process is gone; inspect sees the
-        exit within milliseconds, while the wait endpoint answers only after Podman's
-        own cleanup (~90 ms here). The poll backs off so a slow host is not hammered.
-        """
+        """The exit code once Podman has recorded it. The output has ended, so the process is gone:
+        inspect sees the exit within ms (the wait endpoint only after Podman's ~90 ms cleanup); backs off."""
         deadline = time.monotonic() + timeout
         delay = 0.002
         while True:
@@ -249,10 +250,10 @@ class SandboxRunner:
     def dispose(self, made: Made, *, read_usage: bool = False) -> None:
         """Remove the container, then release its confinement and forget the cleanup step.
 
-        The container goes first: a cgroup can only be removed once it is empty, and its
-        counters (peak memory, OOM kills) survive the processes, so ``read_usage`` can
-        still read them for a detached service that ran until now.
+        The container goes first: a cgroup can only be removed once it is empty, and its counters
+        (peak memory, OOM kills) survive the processes, so ``read_usage`` still reads a service's.
         """
+        self.observer.stage(made.handle.name, "remove")
         try:
             self.api.remove_container(made.handle.id)
             if read_usage:
@@ -261,6 +262,7 @@ class SandboxRunner:
             self._each_quietly("release", made.handle)
             if made.token:
                 cleanup.done(made.token)
+            self.observer.stage(made.handle.name, "done")
 
     # -- helpers ---------------------------------------------------------------------------
     def _each(self, hook: str, arg: Any) -> None:

@@ -79,6 +79,19 @@ class SandboxHandle(msgspec.Struct, kw_only=True):
     confine_seconds: float = 0.0  # time spent in the confinement hooks (init → confined)
 
 
+class StageObserver(Protocol):
+    """Told, in the thread doing the work, when each stage of a container's life begins:
+    create, init, confine, start, run, wait, remove, and "done" once it is gone.
+    Monitoring and tracing time the engine from these marks; an observer never raises."""
+
+    def stage(self, sandbox: str, stage: str) -> None: ...
+
+
+class NoObserver:
+    def stage(self, sandbox: str, stage: str) -> None:
+        return None
+
+
 AuditFn = Callable[..., None]
 """``audit(event, min_level, **data)``: record an event in the environment's audit trail."""
 

@@ -31,6 +31,8 @@ _RL = "tests/security/test_resource_limits.py::"
 _NP = "tests/security/test_network_policy.py::"
 _FX = "tests/security/test_policy_key_effects.py::"
 _ER = "tests/integration/test_engine_run.py::"
+_OB = "tests/integration/test_observe.py::"
+_RR = "tests/integration/test_run_report.py::"
 
 EFFECTS: dict[str, Effect] = {
     "enable_singleton_containers": Effect(
@@ -210,24 +212,44 @@ EFFECTS: dict[str, Effect] = {
     "security_policy.seccomp_profile": Effect(
         "a seccomp profile file for every sandbox (\"default\": Podman's)",
         (_FX + "test_seccomp_profile_path_is_applied",)),
+    "enable_tracing": Effect(
+        "OpenTelemetry spans (environment, test, sandbox/service, engine phases) over OTLP/HTTP to "
+        "OTEL_EXPORTER_OTLP_ENDPOINT, else to a JSON Lines file",
+        (_OB + "test_spans_of_a_test_with_two_sandboxes_reach_an_otlp_receiver",
+         _RR + "test_a_real_runs_report_renders_in_chromium")),
+    "enable_monitoring": Effect(
+        "samples every sandbox and service from its cgroup at metrics_interval and raises threshold alerts",
+        (_RR + "test_a_real_runs_report_renders_in_chromium",)),
+    "performance_monitoring.enable_monitoring": Effect(
+        "the same as enable_monitoring: samples at metrics_interval and threshold alerts, without a call",
+        (_OB + "test_monitoring_keys_alone_sample_and_alert_on_cpu",)),
+    "performance_monitoring.metrics_interval": Effect(
+        "seconds between usage samples (sub-second allowed); a result's time series has one per interval",
+        (_OB + "test_a_results_time_series_has_a_sample_per_interval_and_phase_timings",)),
+    "performance_monitoring.enable_profiling": Effect(
+        "each result carries the seconds the engine spent in create, init, confine, start, run, wait, remove",
+        (_OB + "test_a_results_time_series_has_a_sample_per_interval_and_phase_timings",)),
+    "performance_monitoring.enable_memory_tracking": Effect(
+        "each result carries its time series (time, memory, CPU percent, pids) at metrics_interval",
+        (_OB + "test_a_results_time_series_has_a_sample_per_interval_and_phase_timings",)),
+    "performance_monitoring.thresholds.max_cpu_usage_percent": Effect(
+        "an alert while a container's CPU (a share of the whole host) is over it, resolved when it drops back",
+        (_OB + "test_monitoring_keys_alone_sample_and_alert_on_cpu",)),
+    "performance_monitoring.thresholds.max_memory_usage_bytes": Effect(
+        "an alert while a container's memory is over it (events, audit, metric, log, webhook), resolved after",
+        (_OB + "test_a_memory_threshold_crossing_fires_one_alert_to_a_webhook_and_resolves",)),
+    "performance_monitoring.thresholds.max_test_execution_time": Effect(
+        "an alert when a test runs longer, resolved by the next test within it",
+        (_OB + "test_test_execution_time_threshold_fires_once_and_resolves_at_test_ends",)),
+    "performance_monitoring.thresholds.max_container_startup_time": Effect(
+        "an alert when a container takes longer from create to running, resolved by the next faster start",
+        (_OB + "test_container_startup_time_threshold_fires_once_per_crossing",)),
 }
 
-_ISSUE_11 = "monitoring and alerting are not built yet (issue 11)"
 NOT_ENFORCED: dict[str, str] = {
     "enable_coverage_tracking": "the test process's coverage, the sandbox-side set-up and the path-mapped combined "
                                 "report are built (--cleanroom-coverage-report); giving sandboxes their mounts "
                                 "waits for user bind mounts (issue 12)",
-    "enable_tracing": "tracing is not built yet (issue 11)",
-    "enable_monitoring": _ISSUE_11,
-    "performance_monitoring.enable_monitoring": _ISSUE_11,
-    "performance_monitoring.metrics_interval": "monitoring samples are not built yet (issue 11); today it only paces "
-                                               "the cgroup sampler behind peak CPU figures, which no test proves",
-    "performance_monitoring.enable_profiling": "per-phase timings are not built yet (issue 11)",
-    "performance_monitoring.enable_memory_tracking": "usage time series are not built yet (issue 11)",
-    "performance_monitoring.thresholds.max_cpu_usage_percent": "threshold alerts are not built yet (issue 11)",
-    "performance_monitoring.thresholds.max_memory_usage_bytes": "threshold alerts are not built yet (issue 11)",
-    "performance_monitoring.thresholds.max_test_execution_time": "threshold alerts are not built yet (issue 11)",
-    "performance_monitoring.thresholds.max_container_startup_time": "threshold alerts are not built yet (issue 11)",
 }
 
 

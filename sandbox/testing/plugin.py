@@ -34,7 +34,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("cleanroom", "cleanroom sandboxes")
     group.addoption("--cleanroom-policy", default=None, help="policy file (default: ./cleanroom.toml or built-in)")
     group.addoption("--cleanroom-env", default=None, help="environment overlay ([cleanroom.<env>])")
-    group.addoption("--cleanroom-report", default=None, metavar="PATH", help="write a JSON run report here")
+    group.addoption("--cleanroom-report", default=None, metavar="PATH",
+                    help="write the run report here: JSON, or a self-contained HTML page with plots if PATH ends .html")
     group.addoption("--cleanroom-shard", default=None, metavar="K/N", help="run only shard K of N of the tests")
     group.addoption("--cleanroom-durations", default=None, metavar="REPORT",
                     help="balance shards by the durations this JSON report recorded (write =PATH: "
@@ -72,6 +73,19 @@ def _cleanroom_seed(request: pytest.FixtureRequest) -> None:
     if env is not None and env.config.enable_deterministic_execution:
 
         random.seed(env.config.deterministic_seed or 0)
+
+
+@pytest.fixture(autouse=True)
+def _cleanroom_observe(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test that uses the environment is observed as one test: its sandboxes' spans go
+    under one trace (its id lands in the report), test-time thresholds are checked at its end."""
+    env = getattr(request.config, "_cleanroom_env", None)
+    if env is None:
+        yield
+        return
+    with env.observe_test(request.node.nodeid) as scope:
+        request.node.cleanroom_scope = scope
+        yield
 
 
 def _stable_secret(name: str) -> str:
@@ -195,8 +209,9 @@ def sandbox(request: pytest.FixtureRequest, cleanroom) -> Iterator[Callable[...,
     snapshots.for_test(request, cleanroom)  # result.assert_matches_snapshot() works in this test
 
     def run(image: str, command: list[str], **kw: Any):
+        started = time.time()
         result = env.run(image, command, **kw)
-        results.append(result)
+        results.append((result, started, time.time()))
         return result
 
     try:
@@ -210,13 +225,22 @@ def sandbox(request: pytest.FixtureRequest, cleanroom) -> Iterator[Callable[...,
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
     outcome = yield
     report = outcome.get_result()
-    results = getattr(item, "cleanroom_results", None) or []
+    timed = getattr(item, "cleanroom_results", None) or []
+    results = [r for r, _, _ in timed]
+    scope = getattr(item, "cleanroom_scope", None)
+    if report.when == "call" and scope is not None:
+        scope.verdict = report.outcome
+        if scope.trace_id:
+            report.sections.append(("cleanroom trace", f"trace id {scope.trace_id}"))
+            report.user_properties.append(("cleanroom_trace", scope.trace_id))
     if report.when == "call" and report.failed and results:
         # Output is already redacted: it never existed unredacted outside the engine.
         for i, r in enumerate(results):
             report.sections.append((f"cleanroom sandbox {i} ({r.sandbox}) exit {r.exit_code}",
                                     f"--- stdout ---\n{r.stdout}\n--- stderr ---\n{r.stderr}"))
     if report.when == "call" and item.config.option.cleanroom_report:
+        from sandbox.observe.run_report import sandbox_entry  # optional: heavy, see _LAZY_NOTE
+
         digest = hashlib.sha256()
         redactions: dict[str, int] = {}
         for r in results:
@@ -224,11 +248,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
             for k, v in r.redactions.items():
                 redactions[k] = redactions.get(k, 0) + v
         data = {
-            "sandboxes": [{"name": r.sandbox, "exit_code": r.exit_code, "verdict": r.verdict,
-                           "peak_memory_bytes": r.usage.peak_memory_bytes, "cpu_seconds": r.usage.cpu_seconds,
-                           "duration_seconds": round(r.duration_seconds, 4)} for r in results],
+            "sandboxes": [sandbox_entry(r, started, ended) for r, started, ended in timed],
             "redactions": redactions,
             "output_sha256": digest.hexdigest(),
+            "trace_id": scope.trace_id if scope is not None else None,
         }
         # user_properties travel with the report to the xdist controller.
         report.user_properties.append(("cleanroom", json.dumps(data)))
@@ -236,9 +259,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 # Report state of the controller process (or the only process without xdist).
 _REPORT: dict[str, Any] = {}
+_TRACES: dict[str, str] = {}  # test → trace id, printed at the end
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for key, value in report.user_properties:
+        if key == "cleanroom_trace":
+            _TRACES[report.nodeid] = value
     collected = _REPORT.get("tests")
     if collected is None:
         return
@@ -259,8 +286,38 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         _REPORT["started"] = time.time()
 
 
+def _environment_section(config: pytest.Config) -> dict[str, Any] | None:
+    env = getattr(config, "_cleanroom_env", None)
+    if env is None:
+        return None
+    from sandbox.observe.run_report import audit_verified, environment_section  # optional: heavy, see _LAZY_NOTE
+
+    section = environment_section(env)
+    section["audit_verified"] = audit_verified(env)
+    return section
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """xdist controller: a worker's services, alerts and audit verdict travel in its workeroutput."""
+    data = getattr(node, "workeroutput", {}).get("cleanroom")
+    if data and _REPORT.get("tests") is not None:
+        _REPORT.setdefault("workers", []).append(json.loads(data))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _TRACES:
+        terminalreporter.section("cleanroom traces")
+        for nodeid, trace_id in _TRACES.items():
+            terminalreporter.write_line(f"{trace_id}  {nodeid}")
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     path = session.config.option.cleanroom_report
+    if path and hasattr(session.config, "workerinput"):
+        section = _environment_section(session.config)
+        if section is not None:
+            session.config.workeroutput["cleanroom"] = json.dumps(section)
     collected = _REPORT.get("tests")
     if not path or collected is None or hasattr(session.config, "workerinput"):
         return
@@ -273,7 +330,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         totals["containers_created"] = int(custom.get("containers.created", {}).get("sum", 0))
         totals["containers_reused"] = int(custom.get("containers.reused", {}).get("sum", 0))
         totals["audit_log"] = str(env.audit_path) if env.audit_path else None
-    data = {"tests": tests, "totals": totals}
+    totals["finished"] = round(time.time(), 3)
+    # One environment section (this process's, or each xdist worker's merged).
+    sections = [s for s in [_environment_section(session.config), *_REPORT.get("workers", [])] if s]
+    environment = {"id": ", ".join(s["id"] for s in sections), "services": [x for s in sections for x in s["services"]],
+                   "alerts": [x for s in sections for x in s["alerts"]]}
+    verdicts = [s["audit_verified"] for s in sections if s["audit_verified"] is not None]
+    totals["audit_verified"] = all(verdicts) if verdicts else None
+    data = {"tests": tests, "totals": totals, "environment": environment}
     if getattr(session.config, "_cleanroom_shard", None):
         data["shard"] = session.config._cleanroom_shard
-    Path(path).write_text(json.dumps(data, indent=2))
+    from sandbox.observe.run_report import write_report  # optional: heavy, see _LAZY_NOTE
+
+    write_report(path, data)

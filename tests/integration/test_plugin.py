@@ -72,6 +72,10 @@ def test_modules_see_fresh_databases_and_xdist_shares_one_postgres(tmp_path, pod
     data = json.loads(report.read_text())
     assert data["totals"]["passed"] == 6 and data["totals"]["failed"] == 0
     assert all("duration" in t and t["outcome"] == "passed" for t in data["tests"])
+    # Each worker's environment section reached the controller: one made PostgreSQL, the other reused it.
+    pg = [s for s in data["environment"]["services"] if s["name"] == "cleanroom-singleton-postgres"]
+    assert len(pg) == 2 and len(data["environment"]["id"].split(", ")) == 2
+    assert data["totals"]["audit_verified"] is True
 
 
 def test_report_carries_sandbox_usage_redactions_and_output_digest(tmp_path):

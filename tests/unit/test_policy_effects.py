@@ -68,6 +68,8 @@ def test_each_not_enforced_key_set_away_from_its_default_is_reported():
     assert all(n.message.startswith("accepted, not yet enforced") for n in not_enforced(cfg))
     # Made real by issue 12: no longer reported.
     assert "cleanroom.enable_snapshot_testing" not in reported
+    # Issue 11 made monitoring, tracing and thresholds real: they are no longer reported.
+    assert not {k for k in reported if "performance_monitoring" in k or k == "cleanroom.enable_tracing"}
 
 
 def test_a_key_at_its_default_is_not_reported():
