@@ -26,6 +26,7 @@ _LAZY_BY_MODULE = {
     "sandbox.policy": ("CleanroomConfig",),
     "sandbox.environment": ("CleanroomEnvironment",),
     "sandbox.engine.results": ("RunResult", "Usage"),
+    "sandbox.engine.types": ("Mount",),
     "sandbox.services": ("GenericContainer", "PostgresContainer", "RedisContainer"),
     "sandbox.services.wait": ("LogMatches", "PortOpen", "CommandSucceeds", "HttpOk", "AllOf"),
     "sandbox.testing.execute": ("TestOutcome",),
@@ -42,6 +43,7 @@ def __getattr__(name: str):
 __all__ = [
     "CleanroomConfig",
     "CleanroomEnvironment",
+    "Mount",
     "RunResult",
     "Usage",
     "GenericContainer",

@@ -15,13 +15,14 @@ from sandbox.audit import AuditLog
 from sandbox.audit.recent import RecentEvents
 from sandbox.confine import CgroupConfiner, confiners_for
 from sandbox.engine import cleanup
+from sandbox.engine.api import StdinSource
 from sandbox.engine.launcher import ServiceLauncher
 from sandbox.engine.libpod import LibpodAPI
 from sandbox.engine.networks import EnvironmentNetwork
 from sandbox.engine.ownership import owner_labels
 from sandbox.engine.results import RunResult
 from sandbox.engine.runner import SandboxRunner
-from sandbox.engine.types import Confiner, NetworkAttachment
+from sandbox.engine.types import Confiner, Mount, NetworkAttachment
 from sandbox.environment_metrics import Metrics
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
 from sandbox.policy import CleanroomConfig
@@ -174,8 +175,14 @@ class CleanroomEnvironment:
     def run(self, image: str, command: list[str], *, env: dict[str, str] | None = None,
             timeout: float | None = None, on_stdout: Callable[[str], None] | None = None,
             on_stderr: Callable[[str], None] | None = None, limits: dict[str, Any] | None = None,
-            check: bool = False, network: str | None = None) -> RunResult:
+            check: bool = False, network: str | None = None, mounts: list[Mount] | None = None,
+            workdir: str | None = None, user: str | None = None, stdin: StdinSource | None = None) -> RunResult:
         """Run ``command`` in one confined sandbox and return its redacted result.
+
+        ``mounts`` bind host paths in (read-only unless ``Mount(..., read_only=False)``
+        and the policy allows it; refused before anything is created otherwise);
+        ``workdir`` and ``user`` set where and as whom the command runs; ``stdin``
+        (bytes or a binary file) is fed to it, then end of file.
 
         ``check=True`` raises ``ResourceLimitExceeded`` when a limit was hit.
         A timeout always raises ``TimeoutExceeded``. ``network="env"`` puts the
@@ -184,8 +191,9 @@ class CleanroomEnvironment:
         """
         runner = self._require_open()
         net = NetworkAttachment(self._network.ensure()) if network == "env" else network
-        request = runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}), network=net)
-        result = runner.run(request, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr)
+        request = runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}), network=net,
+                                 mounts=list(mounts or []), workdir=workdir, user=user, stdin=stdin is not None)
+        result = runner.run(request, timeout=timeout, on_stdout=on_stdout, on_stderr=on_stderr, stdin=stdin)
         self.record_metric("sandbox.duration_seconds", result.duration_seconds)
         if result.usage.peak_memory_bytes is not None:
             self.record_metric("sandbox.peak_memory_bytes", result.usage.peak_memory_bytes)

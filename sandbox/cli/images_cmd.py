@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sandbox.cli.common import EXIT_ENGINE, die
 
-KNOWN = ("busybox", "services")
+KNOWN = ("busybox", "services", "python")
 
 
 def _script() -> Path:

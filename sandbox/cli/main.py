@@ -14,7 +14,7 @@ from sandbox.cli.doctor_cmd import doctor_main
 from sandbox.cli.images_cmd import build_main
 from sandbox.cli.policy_cmd import policy_group
 from sandbox.cli.prune_cmd import prune_main
-from sandbox.cli.run_cmd import run_main
+from sandbox.cli.run_cmd import RunOptions, run_main
 from sandbox.cli.serve_cmd import serve_command
 from sandbox.cli.test_cmd import test_command
 
@@ -32,9 +32,14 @@ def cli() -> None:
               help="Pass host variable NAME into the sandbox and mask its value everywhere.")
 @click.option("--timeout", type=float, default=None, help="Seconds before the sandbox is killed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a summary.")
+@click.option("-v", "--volume", "volumes", multiple=True, metavar="SRC:DST[:ro|rw]",
+              help="Bind-mount a host path (read-only unless :rw and the policy allows writable mounts).")
+@click.option("-w", "--workdir", default=None, metavar="DIR", help="Working directory of the command.")
+@click.option("-u", "--user", default=None, metavar="USER", help="User (name or uid[:gid]) the command runs as.")
+@click.option("-i", "--interactive", is_flag=True, help="Feed this process's stdin to the command, then EOF.")
 @click.argument("image")
 @click.argument("command", nargs=-1, required=True)
-def run(policy, env, env_vars, secrets, timeout, as_json, image, command) -> None:
+def run(policy, env, env_vars, secrets, timeout, as_json, volumes, workdir, user, interactive, image, command) -> None:
     """Run COMMAND in a confined sandbox of IMAGE; exit with its code.
 
     Example: cleanroom run --policy policies/strict.toml IMAGE -- /bin/sh -c 'echo hi'
@@ -45,7 +50,8 @@ def run(policy, env, env_vars, secrets, timeout, as_json, image, command) -> Non
         command = command[1:]
     if not command:
         raise click.UsageError("missing COMMAND after IMAGE --")
-    sys.exit(run_main(policy, env, env_vars, secrets, timeout, as_json, image, command))
+    sys.exit(run_main(policy, env, env_vars, secrets, timeout, as_json, image, command,
+                      RunOptions(volumes=list(volumes), workdir=workdir, user=user, interactive=interactive)))
 
 
 @cli.command()

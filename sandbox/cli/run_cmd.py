@@ -9,6 +9,7 @@ import click
 import msgspec
 
 from sandbox.cli.common import EXIT_ENGINE, EXIT_POLICY, EXIT_TIMEOUT, die, load_config
+from sandbox.engine.mounts import parse_volume
 from sandbox.environment import CleanroomEnvironment
 from sandbox.errors import CleanroomError, EngineUnavailable, NetworkPolicyViolation, PolicyError, TimeoutExceeded
 
@@ -68,8 +69,23 @@ def _summary(result, audit_where: str) -> str:
     return "cleanroom: " + " · ".join(parts)
 
 
-def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command) -> int:
+class RunOptions(msgspec.Struct, kw_only=True):
+    """What the command sees of the host: mounts, working directory, user, stdin."""
+
+    volumes: list[str] = msgspec.field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    interactive: bool = False
+
+
+def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command,
+             options: RunOptions | None = None) -> int:
+    options = options or RunOptions()
     config = load_config(policy, env)
+    try:
+        mounts = [parse_volume(v) for v in options.volumes]
+    except PolicyError as exc:
+        die(str(exc), EXIT_POLICY)
     sandbox_env = _parse_env_vars(env_vars)
     secret_values = {}
     for name in secrets:
@@ -94,6 +110,8 @@ def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command) -
             result = env_obj.run(
                 image, command, env=sandbox_env, timeout=timeout,
                 on_stdout=None if as_json else out, on_stderr=None if as_json else err,
+                mounts=mounts, workdir=options.workdir, user=options.user,
+                stdin=sys.stdin.buffer if options.interactive else None,
             )
     except TimeoutExceeded as exc:
         click.echo(f"cleanroom: timeout: {exc.what} exceeded {exc.timeout:g} s; sandbox killed and removed"

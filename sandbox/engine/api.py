@@ -14,7 +14,7 @@ runner through a fake of the same shape. Implementations raise only
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import msgspec
 
@@ -53,6 +53,10 @@ class NetworkSummary(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, str] = msgspec.field(default_factory=dict)
 
 
+StdinSource = bytes | BinaryIO
+"""What a command reads on stdin: bytes, or a binary file read to its end; then end of file."""
+
+
 class AttachStream(Protocol):
     """A container's output as frames, from before its start until it exits."""
 
@@ -70,7 +74,9 @@ class PodmanAPI(Protocol):
     # -- containers ------------------------------------------------------------------
     def create_container(self, spec: dict[str, Any], *, timeout: float) -> str: ...
     def init_container(self, cid: str, *, timeout: float) -> None: ...
-    def attach(self, cid: str) -> AttachStream: ...
+    def attach(self, cid: str, *, stdin: StdinSource | None = None) -> AttachStream:
+        """Output frames from before start; with ``stdin``, also feeds it, then closes the
+        command's stdin (the container must have been created with stdin open)."""
     def start_container(self, cid: str, *, timeout: float) -> None: ...
     def inspect_container(self, cid: str, *, posture: bool = False) -> ContainerInfo:
         """``posture=True`` also reads the isolation Podman set up (``ContainerInfo.posture``)."""

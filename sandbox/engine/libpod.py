@@ -18,10 +18,11 @@ from podman.errors import APIError, NotFound
 from requests.exceptions import ConnectionError as TransportError
 from requests.exceptions import Timeout as TransportTimeout
 
-from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary
+from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary, StdinSource
 from sandbox.engine.connection import START_HINT, resolve_url
 from sandbox.engine.frames import Frame, read_frames
 from sandbox.engine.posture import posture_from_inspect
+from sandbox.engine.upgrade import UpgradedAttach, UpgradeRefused, attach_upgraded
 from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 _JSON = {"content-type": "application/json"}
@@ -185,7 +186,9 @@ class LibpodAPI:
         # An OCI runtime failure (e.g. the command does not exist) surfaces here.
         self._request("post", f"/containers/{cid}/init", "start", timeout=timeout, runtime=True)
 
-    def attach(self, cid: str) -> _Attached:
+    def attach(self, cid: str, *, stdin: StdinSource | None = None) -> _Attached | UpgradedAttach:
+        if stdin is not None:
+            return self._attach_stdin(cid, stdin)
         client = PodmanClient(base_url=self.url)
         try:
             resp = self._request("post", f"/containers/{cid}/attach", "attach", client=client, stream=True,
@@ -194,6 +197,20 @@ class LibpodAPI:
             client.close()
             raise
         return _Attached(client, resp)
+
+    def _attach_stdin(self, cid: str, stdin: StdinSource) -> UpgradedAttach:
+        if not self.url.startswith("unix://"):
+            raise ContainerError(f"feeding stdin needs the engine on a unix socket, not {self.url}")
+        try:
+            return attach_upgraded(self.url[len("unix://"):], cid, stdin, timeout=_DEFAULT_TIMEOUT)
+        except UpgradeRefused as exc:
+            error: CleanroomError = (ContainerNotFound if exc.status == 404 else ContainerError)(
+                f"attach with stdin failed: {self._redact(str(exc))}")
+        except TimeoutError:
+            error = TimeoutExceeded("attach with stdin", _DEFAULT_TIMEOUT)
+        except OSError as exc:
+            error = EngineUnavailable([(self.url, f"attach with stdin: {type(exc).__name__}")], START_HINT)
+        raise error
 
     def start_container(self, cid: str, *, timeout: float) -> None:
         self._request("post", f"/containers/{cid}/start", "start", timeout=timeout, runtime=True)

@@ -14,16 +14,19 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import msgspec
 from loguru import logger
 
 from sandbox.engine import cleanup
-from sandbox.engine.api import AttachStream, PodmanAPI
+from sandbox.engine.api import AttachStream, PodmanAPI, StdinSource
+from sandbox.engine.exits import exit_status
+from sandbox.engine.mounts import check_mounts, engine_sockets
 from sandbox.engine.output import Output, redact_again, redact_text
 from sandbox.engine.posture import KernelReader, differences, read_kernel_view, read_seccomp_profile
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.spec import build_spec
 from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NetworkAttachment, SandboxHandle
-from sandbox.errors import CleanroomError, ContainerError, NetworkPolicyViolation, TimeoutExceeded
+from sandbox.errors import CleanroomError, ContainerError, NetworkPolicyViolation, PolicyError, TimeoutExceeded
 
 # How long the output reader may take to drain after a timeout kill.
 _DRAIN_SECONDS = 10.0
@@ -72,12 +75,14 @@ class SandboxRunner:
     # -- a sandbox, run to completion -----------------------------------------------------
     def run(self, request: CreateRequest, *, timeout: float | None = None,
             on_stdout: Callable[[str], None] | None = None,
-            on_stderr: Callable[[str], None] | None = None) -> RunResult:
+            on_stderr: Callable[[str], None] | None = None, stdin: StdinSource | None = None) -> RunResult:
+        """``stdin`` (bytes or a binary file) is fed to the command, then end of file
+        (the request must have ``stdin=True``)."""
         with self.errors_redacted():
-            return self._run(request, timeout, on_stdout, on_stderr)
+            return self._run(request, timeout, on_stdout, on_stderr, stdin)
 
     def _run(self, request: CreateRequest, timeout: float | None, on_stdout: Callable[[str], None] | None,
-             on_stderr: Callable[[str], None] | None) -> RunResult:
+             on_stderr: Callable[[str], None] | None, stdin: StdinSource | None = None) -> RunResult:
         limit = float(timeout if timeout is not None else self.config.test_execution_timeout)
         started = time.monotonic()
         made = self.create(request)
@@ -85,10 +90,10 @@ class SandboxRunner:
         output = Output(self.redactor, on_stdout, on_stderr)
         stream: AttachStream | None = None
         try:
-            stream, reader = self._attach(made.handle, output)
+            stream, reader = self._attach(made.handle, output, stdin if request.stdin else None)
             self._start(made.handle, output, reader)
             timed_out = self._collect(made.handle, reader, started + limit)
-            exit_code = self._exit_status(made.handle)
+            exit_code = exit_status(self.api, made.handle)
             output.close()
             self._each("after_exit", made.handle)
         finally:
@@ -137,9 +142,17 @@ class SandboxRunner:
         if isinstance(network, NetworkAttachment):
             network = (network.name, list(network.aliases))
         try:
+            mounts = check_mounts(self.config, request.mounts, sockets=engine_sockets(self.api.url))
+        except PolicyError as exc:
+            self.audit("mount.refused", "High", sandbox=request.name, reason=str(exc))
+            raise
+        if mounts:
+            self.audit("sandbox.mounts", "Medium", sandbox=request.name, mounts=msgspec.to_builtins(mounts))
+        try:
             return build_spec(self.config, request.image, request.command, env=request.env, labels=request.labels,
                               name=request.name, ports=request.ports or None, network=network,
-                              writable_paths=request.writable_paths, user=request.user)
+                              writable_paths=request.writable_paths, user=request.user, mounts=mounts,
+                              workdir=request.workdir, stdin=request.stdin)
         except NetworkPolicyViolation as exc:
             self.audit("network.refused", "High", sandbox=request.name, reason=str(exc))
             raise
@@ -166,9 +179,10 @@ class SandboxRunner:
         self._each("after_init", handle)
         handle.confine_seconds = time.perf_counter() - t0
 
-    def _attach(self, handle: SandboxHandle, output: Output) -> tuple[AttachStream, threading.Thread]:
+    def _attach(self, handle: SandboxHandle, output: Output,
+                stdin: StdinSource | None = None) -> tuple[AttachStream, threading.Thread]:
         """Attach before start, so not a byte of output is missed; a thread pumps it."""
-        stream = self.api.attach(handle.id)
+        stream = self.api.attach(handle.id, stdin=stdin)
 
         def pump() -> None:
             try:
@@ -199,29 +213,6 @@ class SandboxRunner:
         self._kill(handle)
         reader.join(_DRAIN_SECONDS)
         return True
-
-    def _exit_status(self, handle: SandboxHandle, timeout: float = 30.0) -> int:
-        """The exit code once Podman has recorded the exit.
-
-        The output stream has already ended, so the process is gone; inspect sees the
-        exit within milliseconds, while the wait endpoint answers only after Podman's
-        own cleanup (~90 ms here). The poll backs off so a slow host is not hammered.
-        """
-        deadline = time.monotonic() + timeout
-        delay = 0.002
-        while True:
-            try:
-                state = self.api.inspect_container(handle.id).state
-            except CleanroomError as exc:
-                logger.warning("inspect after exit failed", sandbox=handle.name, error=str(exc))
-                return -1
-            if state.status in ("exited", "stopped") or not state.running:
-                return state.exit_code if state.exit_code is not None else -1
-            if time.monotonic() > deadline:
-                logger.warning("exit not recorded in time", sandbox=handle.name, status=state.status)
-                return -1
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
 
     def _verdict(self, request: CreateRequest, handle: SandboxHandle, output: Output, exit_code: int,
                  timed_out: bool, duration: float) -> RunResult:

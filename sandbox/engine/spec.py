@@ -8,6 +8,8 @@ from __future__ import annotations
 from typing import Any
 
 from sandbox.confine.seccomp import profile_for
+from sandbox.engine.mounts import bind_entries
+from sandbox.engine.types import Mount
 from sandbox.errors import NetworkPolicyViolation
 from sandbox.policy import Isolation, effective_isolation
 
@@ -53,6 +55,8 @@ def build_spec(
     user: str | None = None,
     network: str | tuple[str, list[str]] | None = None,
     writable_paths: list[str] | dict[str, int] | None = None,
+    mounts: list[Mount] | None = None,
+    stdin: bool = False,
 ) -> dict[str, Any]:
     """The create body for one sandbox.
 
@@ -60,6 +64,7 @@ def build_spec(
     bound to 127.0.0.1. ``network`` overrides the policy's mode for services that
     must be reachable (a published port needs a network namespace with slirp4netns),
     or is ``(network name, aliases)`` to join an environment's private network.
+    ``mounts`` are host paths already checked against the policy (``sandbox.engine.mounts``).
     """
     check_ports(policy, ports)
     iso = _iso(policy)
@@ -74,6 +79,8 @@ def build_spec(
         spec["work_dir"] = workdir
     if user:
         spec["user"] = user
+    if stdin:
+        spec["stdin"] = True
 
     environment: dict[str, str] = {}
     if policy.enable_deterministic_execution:
@@ -122,8 +129,11 @@ def build_spec(
         spec["mounts"] = [
             {"destination": path, "type": "tmpfs", "source": "tmpfs",
              "options": ["rw", "nosuid", "nodev", f"size={size}"]}
-            for path, size in paths.items()
+            for path, size in paths.items() if path not in {m.target for m in mounts or []}
         ]
+    if mounts:
+        # A bind at a tmpfs path (a writable /tmp from the host) takes its place.
+        spec["mounts"] = spec.get("mounts", []) + bind_entries(mounts)
     # Process isolation: a private PID namespace (the sandbox sees only its own
     # processes) and a private IPC namespace, both stated rather than left to
     # containers.conf. Off (refused at High and above) shares the host's PID namespace.

@@ -39,6 +39,18 @@ class NetworkAttachment(msgspec.Struct, frozen=True):
     aliases: list[str] = msgspec.field(default_factory=list)
 
 
+class Mount(msgspec.Struct, frozen=True):
+    """A host path bind-mounted into a sandbox at ``target``; read-only unless asked.
+
+    ``source`` may be relative (to the current directory); the policy's
+    ``allowed_mount_paths`` decides whether it may be mounted at all.
+    """
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
 class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the engine needs to create one container, named before it exists.
 
@@ -58,6 +70,9 @@ class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     writable_paths: dict[str, int] | list[str] | None = None
     user: str | None = None
+    mounts: list[Mount] = msgspec.field(default_factory=list)
+    workdir: str | None = None
+    stdin: bool = False  # keep the command's stdin open for data sent through attach
 
 
 class SandboxHandle(msgspec.Struct, kw_only=True):

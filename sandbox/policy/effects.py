@@ -31,6 +31,7 @@ _RL = "tests/security/test_resource_limits.py::"
 _NP = "tests/security/test_network_policy.py::"
 _FX = "tests/security/test_policy_effects.py::"
 _ER = "tests/integration/test_engine_run.py::"
+_MT = "tests/integration/test_mounts.py::"
 
 EFFECTS: dict[str, Effect] = {
     "enable_singleton_containers": Effect(
@@ -157,6 +158,15 @@ EFFECTS: dict[str, Effect] = {
     "security_policy.seccomp_profile": Effect(
         "a seccomp profile file for every sandbox (\"default\": Podman's)",
         (_FX + "test_seccomp_profile_path_is_applied",)),
+    "security_policy.allowed_mount_paths": Effect(
+        "host paths a sandbox may bind-mount (unset: the current directory); a path outside them, a symlink or `..` "
+        "out of them, devices, sockets and the Podman socket are refused before a container exists",
+        (_MT + "test_a_refused_mount_never_creates_a_container",
+         _MT + "test_cli_mounts_workdir_and_stdin_with_the_default_project_directory")),
+    "security_policy.allow_writable_mounts": Effect(
+        "off: every bind mount is read-only and a writable one is refused; on: `:rw` mounts are writable",
+        (_MT + "test_a_read_only_mount_cannot_be_written_and_a_writable_one_can_when_allowed",
+         _MT + "test_a_refused_mount_never_creates_a_container")),
 }
 
 _ISSUE_11 = "monitoring and alerting are not built yet (issue 11)"

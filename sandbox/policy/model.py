@@ -84,6 +84,11 @@ class SecurityPolicy(_Base):
     allowed_capabilities: list[str] | None = None
     no_new_privileges: bool | None = None
     seccomp_profile: str | None = None  # "default" or a path to a JSON profile
+    # Host paths a sandbox may bind-mount (relative ones: to the current directory);
+    # None: the current (project) directory only. Mounts are read-only unless
+    # allow_writable_mounts is on.
+    allowed_mount_paths: list[str] | None = None
+    allow_writable_mounts: bool = False
 
 
 class Thresholds(_Base):

@@ -39,7 +39,8 @@ def _faithful(spec: dict[str, Any]) -> Posture:
     return Posture(seccomp_default=default, seccomp_denied=denied,read_only_root=bool(spec.get("read_only_filesystem")),
                    no_new_privileges=bool(spec.get("no_new_privileges")),
                    network_mode=(spec.get("netns") or {}).get("nsmode", ""),
-                   writable_mounts=sorted(m["destination"] for m in spec.get("mounts") or []))
+                   writable_mounts=sorted(m["destination"] for m in spec.get("mounts") or []
+                                          if "ro" not in m.get("options", [])))
 
 
 class _Stream:
@@ -72,6 +73,7 @@ class FakePodman:
         self.removed: list[str] = []
         self.networks: dict[str, dict[str, str]] = {}
         self.started_events: dict[str, threading.Event] = {}
+        self.stdin_fed: dict[str, bytes] = {}  # container id → what attach fed its stdin
         self.posture_override: Posture | None = None  # what inspect reports instead of the faithful posture
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -110,8 +112,10 @@ class FakePodman:
         c = self._get(cid)
         c.status, c.pid = "initialized", 4000 + int(cid[1:])
 
-    def attach(self, cid: str) -> _Stream:
+    def attach(self, cid: str, *, stdin: Any = None) -> _Stream:
         self._call("attach")
+        if stdin is not None:
+            self.stdin_fed[cid] = stdin if isinstance(stdin, bytes) else stdin.read()
         return _Stream(self, self._get(cid))
 
     def start_container(self, cid: str, *, timeout: float) -> None:
