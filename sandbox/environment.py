@@ -22,6 +22,7 @@ from sandbox.engine.networks import EnvironmentNetwork
 from sandbox.engine.ownership import owner_labels
 from sandbox.engine.results import RunResult
 from sandbox.engine.runner import SandboxRunner
+from sandbox.engine.session import Session
 from sandbox.engine.types import Confiner, Mount, NetworkAttachment
 from sandbox.environment_metrics import Metrics
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
@@ -203,6 +204,19 @@ class CleanroomEnvironment:
             b = result.breaches[0]
             raise ResourceLimitExceeded(b.limit, b.limit_value, b.observed, result.sandbox, b.detail)
         return result
+
+    def session(self, image: str, *, mounts: list[Mount] | None = None, workdir: str | None = None,
+                user: str | None = None, env: dict[str, str] | None = None, limits: dict[str, Any] | None = None,
+                network: str | None = None, timeout: float | None = None) -> Session:
+        """A long-lived confined sandbox: ``with env.session(image, mounts=[...]) as sb:``
+        then ``sb.exec(...)``, ``sb.write_file``/``read_file``, ``sb.copy_in``/``copy_out``.
+        Same limits, network rules, redaction and audit as ``run``; ``timeout`` (default
+        test_execution_timeout) bounds the whole session."""
+        runner = self._require_open()
+        net = NetworkAttachment(self._network.ensure()) if network == "env" else network
+        request = runner.request(image, None, kind="sandbox", env=dict(env or {}), limits=dict(limits or {}),
+                                 network=net, mounts=list(mounts or []), workdir=workdir)
+        return Session(runner, request, timeout=timeout, user=user)
 
     # -- services and tests ------------------------------------------------------------
     def get_or_create_container(self, name: str, factory: Callable[[], Any]) -> Any:

@@ -21,8 +21,9 @@ from requests.exceptions import Timeout as TransportTimeout
 from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary, StdinSource
 from sandbox.engine.connection import START_HINT, resolve_url
 from sandbox.engine.frames import Frame, read_frames
+from sandbox.engine.libpod_session import SessionCalls, upgraded
 from sandbox.engine.posture import posture_from_inspect
-from sandbox.engine.upgrade import UpgradedAttach, UpgradeRefused, attach_upgraded
+from sandbox.engine.upgrade import UpgradedAttach, attach_path
 from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 _JSON = {"content-type": "application/json"}
@@ -97,7 +98,7 @@ class _Attached:
         self._client.close()
 
 
-class LibpodAPI:
+class LibpodAPI(SessionCalls):
     """One resolved service URL; a keep-alive client per thread (requests sessions are
     not thread-safe, and the engine runs sandboxes concurrently)."""
 
@@ -199,18 +200,7 @@ class LibpodAPI:
         return _Attached(client, resp)
 
     def _attach_stdin(self, cid: str, stdin: StdinSource) -> UpgradedAttach:
-        if not self.url.startswith("unix://"):
-            raise ContainerError(f"feeding stdin needs the engine on a unix socket, not {self.url}")
-        try:
-            return attach_upgraded(self.url[len("unix://"):], cid, stdin, timeout=_DEFAULT_TIMEOUT)
-        except UpgradeRefused as exc:
-            error: CleanroomError = (ContainerNotFound if exc.status == 404 else ContainerError)(
-                f"attach with stdin failed: {self._redact(str(exc))}")
-        except TimeoutError:
-            error = TimeoutExceeded("attach with stdin", _DEFAULT_TIMEOUT)
-        except OSError as exc:
-            error = EngineUnavailable([(self.url, f"attach with stdin: {type(exc).__name__}")], START_HINT)
-        raise error
+        return upgraded(self.url, attach_path(cid), "attach with stdin", self._redact, stdin=stdin)
 
     def start_container(self, cid: str, *, timeout: float) -> None:
         self._request("post", f"/containers/{cid}/start", "start", timeout=timeout, runtime=True)

@@ -152,7 +152,8 @@ class SandboxRunner:
             return build_spec(self.config, request.image, request.command, env=request.env, labels=request.labels,
                               name=request.name, ports=request.ports or None, network=network,
                               writable_paths=request.writable_paths, user=request.user, mounts=mounts,
-                              workdir=request.workdir, stdin=request.stdin)
+                              workdir=request.workdir, stdin=request.stdin, system_mounts=request.system_mounts,
+                              extra_caps=request.extra_caps, entrypoint=request.entrypoint)
         except NetworkPolicyViolation as exc:
             self.audit("network.refused", "High", sandbox=request.name, reason=str(exc))
             raise

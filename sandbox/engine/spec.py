@@ -57,6 +57,9 @@ def build_spec(
     writable_paths: list[str] | dict[str, int] | None = None,
     mounts: list[Mount] | None = None,
     stdin: bool = False,
+    system_mounts: list[Mount] | None = None,
+    extra_caps: list[str] | None = None,
+    entrypoint: list[str] | None = None,
 ) -> dict[str, Any]:
     """The create body for one sandbox.
 
@@ -64,7 +67,9 @@ def build_spec(
     bound to 127.0.0.1. ``network`` overrides the policy's mode for services that
     must be reachable (a published port needs a network namespace with slirp4netns),
     or is ``(network name, aliases)`` to join an environment's private network.
-    ``mounts`` are host paths already checked against the policy (``sandbox.engine.mounts``).
+    ``mounts`` are host paths already checked against the policy (``sandbox.engine.mounts``);
+    ``system_mounts`` are cleanroom's own static helpers (read-only whatever they say) and
+    ``extra_caps`` what the helper needs until it drops them.
     """
     check_ports(policy, ports)
     iso = _iso(policy)
@@ -81,6 +86,9 @@ def build_spec(
         spec["user"] = user
     if stdin:
         spec["stdin"] = True
+    if entrypoint is not None:
+        spec["entrypoint"] = list(entrypoint)
+    mounts = list(mounts or []) + [Mount(m.source, m.target, read_only=True) for m in system_mounts or []]
 
     environment: dict[str, str] = {}
     if policy.enable_deterministic_execution:
@@ -143,8 +151,9 @@ def build_spec(
     spec["ipcns"] = {"nsmode": "private"}
     if iso.drop_all_capabilities:
         spec["cap_drop"] = ["ALL"]
-        if iso.allowed_capabilities:
-            spec["cap_add"] = [c.upper().removeprefix("CAP_") for c in iso.allowed_capabilities]
+        caps = [c.upper().removeprefix("CAP_") for c in [*(iso.allowed_capabilities or []), *(extra_caps or [])]]
+        if caps:
+            spec["cap_add"] = sorted(set(caps))
     if iso.no_new_privileges:
         spec["no_new_privileges"] = True
     # Always a file of ours (the level's) or the policy's own: never whatever the host's

@@ -73,6 +73,13 @@ class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     mounts: list[Mount] = msgspec.field(default_factory=list)
     workdir: str | None = None
     stdin: bool = False  # keep the command's stdin open for data sent through attach
+    # cleanroom's own static helpers (sandbox.engine.helpers), always read-only and not
+    # the user's: not judged by allowed_mount_paths.
+    system_mounts: list[Mount] = msgspec.field(default_factory=list)
+    # Capabilities the helper needs to switch users (SETUID, SETGID); it drops them
+    # before any command runs.
+    extra_caps: list[str] = msgspec.field(default_factory=list)
+    entrypoint: list[str] | None = None
 
 
 class SandboxHandle(msgspec.Struct, kw_only=True):

@@ -47,11 +47,11 @@ def _chunks(data: bytes | BinaryIO) -> Iterator[bytes]:
 class UpgradedAttach:
     """One upgraded attach connection: iterate for frames; close to drop it."""
 
-    def __init__(self, sock: socket.socket, stdin: bytes | BinaryIO) -> None:
+    def __init__(self, sock: socket.socket, stdin: bytes | BinaryIO | None) -> None:
         self._sock = sock
         self._reader = sock.makefile("rb")
-        self._writer = threading.Thread(target=self._feed, args=(stdin,), name="attach-stdin", daemon=True)
-        self._writer.start()
+        if stdin is not None:
+            threading.Thread(target=self._feed, args=(stdin,), name="attach-stdin", daemon=True).start()
 
     def _feed(self, stdin: bytes | BinaryIO) -> None:
         try:
@@ -86,16 +86,25 @@ def _read_head(sock: socket.socket) -> bytes:
     return head
 
 
-def attach_upgraded(socket_path: str, cid: str, stdin: bytes | BinaryIO, *, timeout: float) -> UpgradedAttach:
-    """POST .../attach with stdin on its own connection and return the raw stream."""
+def attach_path(cid: str) -> str:
+    return f"/containers/{quote(cid)}/attach?stream=true&stdin=true&stdout=true&stderr=true&logs=true"
+
+
+def exec_start_path(exec_id: str) -> str:
+    return f"/exec/{quote(exec_id)}/start"
+
+
+def open_upgraded(socket_path: str, path: str, *, body: bytes = b"", stdin: bytes | BinaryIO | None = None,
+                  timeout: float) -> UpgradedAttach:
+    """POST ``path`` (attach, or exec start with its JSON body) on its own connection and
+    return the raw stream; ``stdin``, when given, is fed and then closed."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         sock.connect(socket_path)
-        path = (f"{_API_PREFIX}/containers/{quote(cid)}/attach"
-                "?stream=true&stdin=true&stdout=true&stderr=true&logs=true")
-        sock.sendall(f"POST {path} HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
-                     "Content-Length: 0\r\n\r\n".encode("ascii"))
+        kind = "Content-Type: application/json\r\n" if body else ""
+        sock.sendall(f"POST {_API_PREFIX}{path} HTTP/1.1\r\nHost: d\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+                     f"{kind}Content-Length: {len(body)}\r\n\r\n".encode("ascii") + body)
         head = _read_head(sock)
         status_line = head.split(b"\r\n", 1)[0].decode("latin-1")
         parts = status_line.split(" ", 2)

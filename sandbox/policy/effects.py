@@ -167,6 +167,9 @@ EFFECTS: dict[str, Effect] = {
         "off: every bind mount is read-only and a writable one is refused; on: `:rw` mounts are writable",
         (_MT + "test_a_read_only_mount_cannot_be_written_and_a_writable_one_can_when_allowed",
          _MT + "test_a_refused_mount_never_creates_a_container")),
+    "security_policy.max_copy_out_bytes": Effect(
+        "the most a session's read_file/copy_out brings back (the tar stream); more is refused, nothing is written",
+        ("tests/integration/test_sessions.py::test_read_back_is_bounded_by_max_copy_out_bytes",)),
 }
 
 _ISSUE_11 = "monitoring and alerting are not built yet (issue 11)"

@@ -89,6 +89,8 @@ class SecurityPolicy(_Base):
     # allow_writable_mounts is on.
     allowed_mount_paths: list[str] | None = None
     allow_writable_mounts: bool = False
+    # The most a session's read_file/copy_out may bring back (the tar stream), in bytes.
+    max_copy_out_bytes: PositiveInt = 64 * MiB
 
 
 class Thresholds(_Base):
@@ -141,6 +143,7 @@ class PolicyConfig(_Base):
 SIZE_FIELDS: dict[str, set[str]] = {
     "resource_limits": {"max_memory_usage_bytes", "max_disk_usage_bytes", "max_network_bandwidth_bytes_per_sec"},
     "resource_limits.sandbox": {"memory_bytes", "memory_swap_bytes", "tmpfs_bytes"},
+    "security_policy": {"max_copy_out_bytes"},
     "performance_monitoring.thresholds": {"max_memory_usage_bytes"},
 }
 DURATION_FIELDS: dict[str, set[str]] = {

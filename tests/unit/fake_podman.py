@@ -8,10 +8,10 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary
+from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, ExecState, NetworkSummary
 from sandbox.engine.frames import STDOUT, Frame
 from sandbox.engine.posture import Posture, read_seccomp_profile, seccomp_summary
-from sandbox.errors import ContainerNotFound
+from sandbox.errors import ContainerError, ContainerNotFound
 
 # What a container "runs": its command → (output frames, exit code). None as the
 # frames means it runs until killed.
@@ -62,6 +62,17 @@ class _Stream:
         self.closed = True
 
 
+class _ExecStream:
+    def __init__(self, frames: list[Frame]) -> None:
+        self.frames = frames
+
+    def __iter__(self) -> Iterator[Frame]:
+        yield from self.frames
+
+    def close(self) -> None:
+        pass
+
+
 class FakePodman:
     url = "fake://podman"
 
@@ -73,6 +84,8 @@ class FakePodman:
         self.removed: list[str] = []
         self.networks: dict[str, dict[str, str]] = {}
         self.started_events: dict[str, threading.Event] = {}
+        self.execs: dict[str, dict[str, Any]] = {}
+        self.archives: dict[tuple[str, str], bytes] = {}  # (container, path) → tar (get_archive serves it back)
         self.stdin_fed: dict[str, bytes] = {}  # container id → what attach fed its stdin
         self.posture_override: Posture | None = None  # what inspect reports instead of the faithful posture
         self._ids = itertools.count(1)
@@ -156,6 +169,38 @@ class FakePodman:
         self._get(cid)
         frames, code = self.program(command)
         return code, frames or []
+
+    # -- sessions: exec runs the program at once; archives are kept as given -----------------
+    def exec_create(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
+                    workdir: str | None = None, user: str | None = None, stdin: bool = False) -> str:
+        self._call("exec_create")
+        self._get(cid)
+        exec_id = f"e{next(self._ids)}"
+        self.execs[exec_id] = {"cid": cid, "command": command, "env": env, "workdir": workdir, "user": user}
+        return exec_id
+
+    def exec_start(self, exec_id: str, *, stdin: Any = None) -> _ExecStream:
+        self._call("exec_start")
+        e = self.execs[exec_id]
+        if stdin is not None:
+            e["stdin"] = stdin if isinstance(stdin, bytes) else stdin.read()
+        frames, e["exit_code"] = self.program(e["command"])
+        return _ExecStream(frames or [])
+
+    def exec_inspect(self, exec_id: str) -> ExecState:
+        e = self.execs[exec_id]
+        return ExecState(running=False, pid=0, exit_code=e.get("exit_code"))
+
+    def put_archive(self, cid: str, path: str, data: bytes) -> None:
+        self._call("put_archive")
+        self.archives[(cid, path)] = data
+
+    def get_archive(self, cid: str, path: str, *, max_bytes: int) -> bytes:
+        self._call("get_archive")
+        data = self.archives.get((cid, path), b"")
+        if len(data) > max_bytes:
+            raise ContainerError(f"copying {path} out stopped at {max_bytes} bytes (max_copy_out_bytes)")
+        return data
 
     def list_containers(self, *, labels: list[str]) -> list[ContainerSummary]:
         want = dict(label.split("=", 1) for label in labels)
