@@ -47,6 +47,17 @@ class ExecState(msgspec.Struct, frozen=True, kw_only=True):
     exit_code: int | None = None
 
 
+class ImageConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What an image runs by default."""
+
+    id: str = ""
+    user: str = ""
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    workdir: str = ""
+    digest: str = ""
+
+
 class ContainerSummary(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     name: str
@@ -76,6 +87,8 @@ class PodmanAPI(Protocol):
     def ping(self) -> bool: ...
     def info(self) -> dict[str, Any]: ...
     def image_exists(self, reference: str) -> bool: ...
+    def image_config(self, reference: str) -> ImageConfig:
+        """ContainerNotFound when there is no such image in local storage."""
 
     # -- containers ------------------------------------------------------------------
     def create_container(self, spec: dict[str, Any], *, timeout: float) -> str: ...

@@ -21,6 +21,7 @@ from requests.exceptions import Timeout as TransportTimeout
 from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary, StdinSource
 from sandbox.engine.connection import START_HINT, resolve_url
 from sandbox.engine.frames import Frame, read_frames
+from sandbox.engine.libpod_images import ImageCalls
 from sandbox.engine.libpod_session import SessionCalls, upgraded
 from sandbox.engine.posture import posture_from_inspect
 from sandbox.engine.upgrade import UpgradedAttach, attach_path
@@ -98,7 +99,7 @@ class _Attached:
         self._client.close()
 
 
-class LibpodAPI(SessionCalls):
+class LibpodAPI(SessionCalls, ImageCalls):
     """One resolved service URL; a keep-alive client per thread (requests sessions are
     not thread-safe, and the engine runs sandboxes concurrently)."""
 

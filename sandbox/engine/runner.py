@@ -26,6 +26,7 @@ from sandbox.engine.posture import KernelReader, differences, read_kernel_view, 
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.spec import build_spec
 from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NetworkAttachment, SandboxHandle
+from sandbox.engine.users import as_user, keep_switch_caps, moves_processes
 from sandbox.errors import CleanroomError, ContainerError, NetworkPolicyViolation, PolicyError, TimeoutExceeded
 
 # How long the output reader may take to drain after a timeout kill.
@@ -115,6 +116,8 @@ class SandboxRunner:
     # -- stages ------------------------------------------------------------------------------
     def create(self, request: CreateRequest) -> Made:
         """create → init → confine: the command has not run when this returns."""
+        if moves_processes(self.confiners):
+            request = as_user(self.api, request, keep_switch_caps(self.config))
         self._each("before_create", request)
         try:
             spec = self._spec(request)

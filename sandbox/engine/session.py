@@ -33,8 +33,8 @@ from sandbox.engine.runner import Made, SandboxRunner
 from sandbox.engine.session_files import Received, one_file, split, tar_of_bytes, tar_of_dir, unpack
 from sandbox.engine.session_usage import CgroupCounters, exec_usage
 from sandbox.engine.types import CreateRequest, Mount
+from sandbox.engine.users import SWITCH_CAPS, is_root, keep_switch_caps
 from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
-from sandbox.policy import effective_isolation
 
 _PID_WAIT = 10.0
 
@@ -49,7 +49,8 @@ class Session:
         self.image = request.image
         self.name = request.name
         self.workdir = request.workdir
-        self.user = user
+        # Execs run as the image's USER unless told otherwise; the pause process as root.
+        self.user = user or _image_user(runner, request.image)
         self._lock = threading.Lock()
         self._closed = False
         self._expired = False
@@ -162,11 +163,7 @@ class Session:
 
     @property
     def _keep_caps(self) -> bool:
-        iso = effective_isolation(self._runner.config.security_policy)
-        if not iso.drop_all_capabilities:
-            return True  # Podman's default set, which has both: the policy's own choice
-        allowed = {c.upper().removeprefix("CAP_") for c in iso.allowed_capabilities or []}
-        return {"SETUID", "SETGID"} <= allowed
+        return keep_switch_caps(self._runner.config)
 
     def _pump(self, stream: AttachStream, output: Output) -> threading.Thread:
         def pump() -> None:
@@ -266,8 +263,15 @@ class Session:
                            sha256=got.sha256, **extra)
 
 
+def _image_user(runner: SandboxRunner, image: str) -> str | None:
+    with runner.errors_redacted():
+        user = runner.api.image_config(image).user
+    return None if is_root(user) else user
+
+
 def _with_helpers(request: CreateRequest) -> CreateRequest:
-    """The request with catatonit as its pause process and the helper mounted beside it."""
+    """The request with catatonit as its pause process (as root, so it can be placed) and
+    the helper mounted beside it."""
     mounts = [Mount(catatonit(), INIT_TARGET), Mount(helper(), HELPER_TARGET)]
     return msgspec.structs.replace(request, command=["-P"], entrypoint=[INIT_TARGET], system_mounts=mounts,
-                                   extra_caps=["SETUID", "SETGID"])
+                                   extra_caps=list(SWITCH_CAPS), user="0")

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, ExecState, NetworkSummary
+from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, ExecState, ImageConfig, NetworkSummary
 from sandbox.engine.frames import STDOUT, Frame
 from sandbox.engine.posture import Posture, read_seccomp_profile, seccomp_summary
 from sandbox.errors import ContainerError, ContainerNotFound
@@ -84,6 +84,7 @@ class FakePodman:
         self.removed: list[str] = []
         self.networks: dict[str, dict[str, str]] = {}
         self.started_events: dict[str, threading.Event] = {}
+        self.images: dict[str, ImageConfig] = {}  # reference → what image_config answers (default: root, sh)
         self.execs: dict[str, dict[str, Any]] = {}
         self.archives: dict[tuple[str, str], bytes] = {}  # (container, path) → tar (get_archive serves it back)
         self.stdin_fed: dict[str, bytes] = {}  # container id → what attach fed its stdin
@@ -111,6 +112,9 @@ class FakePodman:
 
     def image_exists(self, reference: str) -> bool:
         return True
+
+    def image_config(self, reference: str) -> ImageConfig:
+        return self.images.get(reference, ImageConfig(id="sha256:fake", cmd=["/bin/sh"]))
 
     def create_container(self, spec: dict[str, Any], *, timeout: float) -> str:
         self._call("create")
