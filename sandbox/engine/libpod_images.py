@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sandbox.engine.api import ImageConfig
+from sandbox.errors import ContainerNotFound
 
 
 class ImageCalls:
@@ -17,7 +18,11 @@ class ImageCalls:
     _request: Callable[..., Any]
 
     def image_config(self, reference: str) -> ImageConfig:
-        data = self._request("get", f"/images/{quote(reference, safe='')}/json", "image inspect").json()
+        try:
+            data = self._request("get", f"/images/{quote(reference, safe='')}/json", "image inspect").json()
+        except ContainerNotFound:
+            raise ContainerNotFound(f"image {reference} not found in this user's Podman storage: pull it "
+                                    "(`cleanroom images pull`) or build it (`cleanroom images build`)") from None
         config = data.get("Config") or {}
         return ImageConfig(id=str(data.get("Id", "")), user=str(config.get("User") or ""),
                            entrypoint=config.get("Entrypoint") or None, cmd=config.get("Cmd") or None,
