@@ -16,6 +16,7 @@ from sandbox.audit.recent import RecentEvents
 from sandbox.confine import CgroupConfiner, confiners_for
 from sandbox.engine import cleanup
 from sandbox.engine.api import StdinSource
+from sandbox.engine.images import Images, PullProgress
 from sandbox.engine.launcher import ServiceLauncher
 from sandbox.engine.libpod import LibpodAPI
 from sandbox.engine.networks import EnvironmentNetwork
@@ -65,6 +66,9 @@ class CleanroomEnvironment:
         self._runner: SandboxRunner | None = None
         self._network: EnvironmentNetwork | None = None
         self._services: ServiceRegistry | None = None
+        self._images: Images | None = None
+        # Called with a PullProgress while a missing image is pulled (the CLI draws a bar).
+        self.pull_progress: Callable[[PullProgress], None] | None = None
         self._tests = TestExecutor(self._events, self._audit, self._redactor.redact, self.record_metric)
 
     # -- lifecycle ----------------------------------------------------------------
@@ -90,6 +94,7 @@ class CleanroomEnvironment:
         if self._confine:
             self._confiners = confiners_for(self.config, self.id, self._audit)
         self._network = EnvironmentNetwork(self._api, self.id, owner_labels(self.id, "network"))
+        self._images = Images(self._api, self.config, self._audit, self._redactor.redact)
         self._runner = SandboxRunner(self._api, self.config, environment_id=self.id, redactor=self._redactor,
                                      audit=self._audit, confiners=self._confiners,
                                      labels=lambda kind, name: owner_labels(self.id, kind, name))
@@ -153,6 +158,13 @@ class CleanroomEnvironment:
         return self._audit_log.head if self._audit_log is not None else None
 
     @property
+    def images(self) -> Images:
+        """Pull (``images.pull(ref, progress=cb)``) and build (``images.build(dir, tag=...)``)."""
+        self._require_open()
+        assert self._images is not None
+        return self._images
+
+    @property
     def services(self) -> ServiceRegistry:
         self._require_open()
         assert self._services is not None
@@ -191,6 +203,7 @@ class CleanroomEnvironment:
         name (the policy's blocked routes still apply inside).
         """
         runner = self._require_open()
+        self.images.ensure(image, self.pull_progress)
         net = NetworkAttachment(self._network.ensure()) if network == "env" else network
         request = runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}), network=net,
                                  mounts=list(mounts or []), workdir=workdir, user=user, stdin=stdin is not None)
@@ -213,6 +226,7 @@ class CleanroomEnvironment:
         Same limits, network rules, redaction and audit as ``run``; ``timeout`` (default
         test_execution_timeout) bounds the whole session."""
         runner = self._require_open()
+        self.images.ensure(image, self.pull_progress)
         net = NetworkAttachment(self._network.ensure()) if network == "env" else network
         request = runner.request(image, None, kind="sandbox", env=dict(env or {}), limits=dict(limits or {}),
                                  network=net, mounts=list(mounts or []), workdir=workdir)

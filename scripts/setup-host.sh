@@ -31,7 +31,7 @@ die() { printf '[setup-host] error: %s\n' "$*" >&2; exit 1; }
 # gcc + libc6-dev: the security tests build a static seccomp probe (tests/security/seccomp_probe.c).
 # docker-registry: the image tests' registry on 127.0.0.1 (started and stopped by the test).
 PKGS=(podman runc slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap busybox-static docker-registry
-      python3-venv python3-dev iproute2 procps curl file gcc libc6-dev)
+      python3-venv python3-dev iproute2 procps curl file gcc libc6-dev openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

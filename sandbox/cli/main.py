@@ -11,7 +11,7 @@ from loguru import logger
 from sandbox.cli.audit_cmd import audit_group
 from sandbox.cli.common import EXIT_ENGINE, EXIT_POLICY, die, load_config, policy_options
 from sandbox.cli.doctor_cmd import doctor_main
-from sandbox.cli.images_cmd import build_main
+from sandbox.cli.images_cmd import build_main, build_user_main, containerfile_in, pull_main
 from sandbox.cli.policy_cmd import policy_group
 from sandbox.cli.prune_cmd import prune_main
 from sandbox.cli.run_cmd import RunOptions, run_main
@@ -75,16 +75,35 @@ def prune(as_json: bool, url: str | None, remove_all: bool) -> None:
 
 @cli.group()
 def images() -> None:
-    """Local images cleanroom uses (no registry needed)."""
+    """Build your images, pull them (policy: allowed_registries), or build cleanroom's own."""
 
 
 @images.command("build")
-@click.option("--force", is_flag=True, help="Rebuild images that already exist.")
+@policy_options
+@click.option("-t", "--tag", default=None, help="Build your own image with this tag from CONTEXT.")
+@click.option("-f", "--file", "containerfile", default=None, help="Containerfile (default: CONTEXT/Containerfile).")
+@click.option("--force", is_flag=True, help="Rebuild cleanroom's images that already exist.")
 @click.argument("names", nargs=-1)
-def images_build(force: bool, names: tuple[str, ...]) -> None:
-    """Build localhost/cleanroom/busybox and localhost/cleanroom/services."""
+def images_build(policy, env, tag, containerfile, force: bool, names: tuple[str, ...]) -> None:
+    """Build an image: `-t TAG [-f FILE] CONTEXT` through the engine (output streamed, redacted,
+    the image id last), or cleanroom's own (busybox, services, python) without -t."""
 
-    sys.exit(build_main(force, list(names)))
+    if tag is None:
+        sys.exit(build_main(force, list(names)))
+    if len(names) > 1:
+        raise click.UsageError("one CONTEXT directory")
+    context = names[0] if names else "."
+    sys.exit(build_user_main(policy, env, context, tag, containerfile_in(context, containerfile)))
+
+
+@images.command("pull")
+@policy_options
+@click.option("--tls-verify/--no-tls-verify", default=True, help="Verify the registry's TLS certificate.")
+@click.argument("reference")
+def images_pull(policy, env, tls_verify: bool, reference: str) -> None:
+    """Pull REFERENCE (registry named in full; allowed_registries decides) with a progress bar."""
+
+    sys.exit(pull_main(policy, env, reference, tls_verify))
 
 
 for _command in (policy_group, audit_group, test_command, serve_command):

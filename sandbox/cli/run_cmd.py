@@ -9,6 +9,7 @@ import click
 import msgspec
 
 from sandbox.cli.common import EXIT_ENGINE, EXIT_POLICY, EXIT_TIMEOUT, die, load_config
+from sandbox.cli.images_cmd import progress_bar
 from sandbox.engine.mounts import parse_volume
 from sandbox.environment import CleanroomEnvironment
 from sandbox.errors import CleanroomError, EngineUnavailable, NetworkPolicyViolation, PolicyError, TimeoutExceeded
@@ -94,15 +95,20 @@ def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command,
         secret_values[name] = os.environ[name]
         sandbox_env[name] = os.environ[name]
 
+    show_pull, end_pull = progress_bar()
+
     def out(text: str) -> None:
+        end_pull()
         sys.stdout.write(text)
         sys.stdout.flush()
 
     def err(text: str) -> None:
+        end_pull()
         sys.stderr.write(text)
         sys.stderr.flush()
 
     env_obj = CleanroomEnvironment(config)
+    env_obj.pull_progress = show_pull  # a missing image is pulled (allowed_registries) with a bar
     try:
         with env_obj:
             for name, value in secret_values.items():

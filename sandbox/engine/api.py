@@ -13,7 +13,7 @@ runner through a fake of the same shape. Implementations raise only
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO, Protocol
 
 import msgspec
@@ -56,6 +56,8 @@ class ImageConfig(msgspec.Struct, frozen=True, kw_only=True):
     cmd: list[str] | None = None
     workdir: str = ""
     digest: str = ""
+    repo_digests: list[str] = msgspec.field(default_factory=list)  # "registry/name@sha256:…"
+    size: int = 0  # bytes in local storage
 
 
 class ContainerSummary(msgspec.Struct, frozen=True, kw_only=True):
@@ -89,6 +91,12 @@ class PodmanAPI(Protocol):
     def image_exists(self, reference: str) -> bool: ...
     def image_config(self, reference: str) -> ImageConfig:
         """ContainerNotFound when there is no such image in local storage."""
+    def pull_image(self, reference: str, *, tls_verify: bool, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """Pull into local storage; each progress event (the engine's JSON) to ``on_event``."""
+    def build_image(self, context: bytes, *, containerfile: str, tag: str, network: str | None,
+                    on_line: Callable[[str], None]) -> None:
+        """Build ``tag`` from a tar of the context; each output line to ``on_line``."""
+    def remove_image(self, reference: str, *, force: bool = False) -> None: ...
 
     # -- containers ------------------------------------------------------------------
     def create_container(self, spec: dict[str, Any], *, timeout: float) -> str: ...

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import codecs
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from loguru import logger
 
 from sandbox.engine.frames import STDERR, Frame
 
@@ -123,3 +126,17 @@ def combined(redactor: Any, frames: Iterable[Frame]) -> str:
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def pump(output: Output, frames: Iterable[Frame], name: str, sandbox: str) -> threading.Thread:
+    """A daemon thread feeding ``frames`` into ``output`` until they end."""
+
+    def run() -> None:
+        try:
+            output.feed(frames)
+        except Exception as exc:  # a broken stream ends the capture; the exit code still comes
+            logger.warning("output stream ended early", sandbox=sandbox, error=type(exc).__name__)
+
+    reader = threading.Thread(target=run, name=name, daemon=True)
+    reader.start()
+    return reader

@@ -21,7 +21,7 @@ from sandbox.engine import cleanup
 from sandbox.engine.api import AttachStream, PodmanAPI, StdinSource
 from sandbox.engine.exits import exit_status
 from sandbox.engine.mounts import check_mounts, engine_sockets
-from sandbox.engine.output import Output, redact_again, redact_text
+from sandbox.engine.output import Output, pump, redact_again, redact_text
 from sandbox.engine.posture import KernelReader, differences, read_kernel_view, read_seccomp_profile
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.spec import build_spec
@@ -187,16 +187,7 @@ class SandboxRunner:
                 stdin: StdinSource | None = None) -> tuple[AttachStream, threading.Thread]:
         """Attach before start, so not a byte of output is missed; a thread pumps it."""
         stream = self.api.attach(handle.id, stdin=stdin)
-
-        def pump() -> None:
-            try:
-                output.feed(stream)
-            except Exception as exc:  # a broken stream ends the capture; the exit code still comes
-                logger.warning("output stream ended early", sandbox=handle.name, error=type(exc).__name__)
-
-        reader = threading.Thread(target=pump, name=f"attach-{handle.name}", daemon=True)
-        reader.start()
-        return stream, reader
+        return stream, pump(output, stream, f"attach-{handle.name}", handle.name)
 
     def _start(self, handle: SandboxHandle, output: Output, reader: threading.Thread) -> None:
         try:

@@ -24,10 +24,10 @@ from typing import Any
 import msgspec
 from loguru import logger
 
-from sandbox.engine.api import AttachStream, StdinSource
+from sandbox.engine.api import StdinSource
 from sandbox.engine.helpers import HELPER_TARGET, INIT_TARGET, catatonit, helper
 from sandbox.engine.mounts import check_mounts, engine_sockets
-from sandbox.engine.output import Output
+from sandbox.engine.output import Output, pump
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.runner import Made, SandboxRunner
 from sandbox.engine.session_files import Received, one_file, split, tar_of_bytes, tar_of_dir, unpack
@@ -133,7 +133,7 @@ class Session:
         output = Output(self._runner.redactor, on_stdout, on_stderr)
         stream = self._api.exec_start(exec_id, stdin=stdin)
         try:
-            reader = self._pump(stream, output)
+            reader = pump(output, stream, f"exec-{self.name}", self.name)
             pid = self._confine(exec_id)
             reader.join(max(0.0, started + limit - time.monotonic()))
             timed_out = reader.is_alive()
@@ -164,17 +164,6 @@ class Session:
     @property
     def _keep_caps(self) -> bool:
         return keep_switch_caps(self._runner.config)
-
-    def _pump(self, stream: AttachStream, output: Output) -> threading.Thread:
-        def pump() -> None:
-            try:
-                output.feed(stream)
-            except Exception as exc:  # a broken stream ends the capture; the exit code still comes
-                logger.warning("exec output ended early", sandbox=self.name, error=type(exc).__name__)
-
-        reader = threading.Thread(target=pump, name=f"exec-{self.name}", daemon=True)
-        reader.start()
-        return reader
 
     def _confine(self, exec_id: str) -> int:
         """The exec's host pid, moved into the sandbox's cgroup (the helper waits for it)."""

@@ -170,6 +170,11 @@ EFFECTS: dict[str, Effect] = {
     "security_policy.max_copy_out_bytes": Effect(
         "the most a session's read_file/copy_out brings back (the tar stream); more is refused, nothing is written",
         ("tests/integration/test_sessions.py::test_read_back_is_bounded_by_max_copy_out_bytes",)),
+    "security_policy.allowed_registries": Effect(
+        "registries (host[:port] or host/path prefixes) missing images may be pulled from; others, and short names, "
+        "are refused before any network call; empty: no pulls",
+        ("tests/integration/test_images.py::test_a_refused_registry_is_refused_before_any_network_call",
+         "tests/integration/test_images.py::test_pull_with_progress_and_the_digest")),
 }
 
 _ISSUE_11 = "monitoring and alerting are not built yet (issue 11)"

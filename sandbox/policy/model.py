@@ -91,6 +91,9 @@ class SecurityPolicy(_Base):
     allow_writable_mounts: bool = False
     # The most a session's read_file/copy_out may bring back (the tar stream), in bytes.
     max_copy_out_bytes: PositiveInt = 64 * MiB
+    # Registries (host[:port], or host/path prefixes) images may be pulled from; empty:
+    # none (images must be local or built). Judged before any network call.
+    allowed_registries: list[str] = msgspec.field(default_factory=list)
 
 
 class Thresholds(_Base):

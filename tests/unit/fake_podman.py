@@ -85,6 +85,11 @@ class FakePodman:
         self.networks: dict[str, dict[str, str]] = {}
         self.started_events: dict[str, threading.Event] = {}
         self.images: dict[str, ImageConfig] = {}  # reference → what image_config answers (default: root, sh)
+        self.missing_images: set[str] = set()  # references image_exists denies
+        self.pull_events: list[dict[str, Any]] = []  # what pull_image reports, in order
+        self.pulled_digest = ""
+        self.build_output: list[str] = []
+        self.built: dict[str, dict[str, Any]] = {}
         self.execs: dict[str, dict[str, Any]] = {}
         self.archives: dict[tuple[str, str], bytes] = {}  # (container, path) → tar (get_archive serves it back)
         self.stdin_fed: dict[str, bytes] = {}  # container id → what attach fed its stdin
@@ -111,7 +116,7 @@ class FakePodman:
         return {"version": {"Version": "fake"}}
 
     def image_exists(self, reference: str) -> bool:
-        return True
+        return reference not in self.missing_images
 
     def image_config(self, reference: str) -> ImageConfig:
         return self.images.get(reference, ImageConfig(id="sha256:fake", cmd=["/bin/sh"]))
@@ -173,6 +178,23 @@ class FakePodman:
         self._get(cid)
         frames, code = self.program(command)
         return code, frames or []
+
+    def pull_image(self, reference: str, *, tls_verify: bool, on_event: Callable[[dict[str, Any]], None]) -> None:
+        self._call("pull", reference)
+        for event in self.pull_events:
+            on_event(event)
+        self.images.setdefault(reference, ImageConfig(id="sha256:pulled", digest=self.pulled_digest))
+
+    def build_image(self, context: bytes, *, containerfile: str, tag: str, network: str | None,
+                    on_line: Callable[[str], None]) -> None:
+        self._call("build", tag)
+        self.built[tag] = {"context": context, "containerfile": containerfile, "network": network}
+        for line in self.build_output:
+            on_line(line)
+        self.images[tag] = ImageConfig(id="sha256:built")
+
+    def remove_image(self, reference: str, *, force: bool = False) -> None:
+        self.images.pop(reference, None)
 
     # -- sessions: exec runs the program at once; archives are kept as given -----------------
     def exec_create(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
