@@ -27,6 +27,7 @@ _LAZY_BY_MODULE = {
     "sandbox.environment": ("CleanroomEnvironment",),
     "sandbox.engine.results": ("RunResult", "Usage", "UsageSample"),
     "sandbox.observe": ("Alert", "WebhookSink"),
+    "sandbox.engine.types": ("Mount",),
     "sandbox.services": ("GenericContainer", "PostgresContainer", "RedisContainer"),
     "sandbox.services.wait": ("LogMatches", "PortOpen", "CommandSucceeds", "HttpOk", "AllOf"),
     "sandbox.testing.execute": ("TestOutcome",),
@@ -43,6 +44,7 @@ def __getattr__(name: str):
 __all__ = [
     "CleanroomConfig",
     "CleanroomEnvironment",
+    "Mount",
     "RunResult",
     "Usage",
     "UsageSample",

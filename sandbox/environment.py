@@ -16,6 +16,8 @@ from sandbox.audit import AuditLog
 from sandbox.audit.recent import RecentEvents
 from sandbox.confine import CgroupConfiner, confiners_for
 from sandbox.engine import cleanup
+from sandbox.engine.api import StdinSource
+from sandbox.engine.images import Images, PullProgress
 from sandbox.engine.launcher import ServiceLauncher
 from sandbox.engine.libpod import LibpodAPI
 from sandbox.engine.networks import EnvironmentNetwork
@@ -23,7 +25,8 @@ from sandbox.engine.output import redact_again
 from sandbox.engine.ownership import owner_labels
 from sandbox.engine.results import RunResult
 from sandbox.engine.runner import SandboxRunner
-from sandbox.engine.types import Confiner, NetworkAttachment
+from sandbox.engine.session import Session
+from sandbox.engine.types import Confiner, Mount, NetworkAttachment
 from sandbox.environment_metrics import Metrics
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
 from sandbox.observe import Observability, ObservabilityMethods
@@ -66,6 +69,9 @@ class CleanroomEnvironment(ObservabilityMethods):
         self._runner: SandboxRunner | None = None
         self._network: EnvironmentNetwork | None = None
         self._services: ServiceRegistry | None = None
+        self._images: Images | None = None
+        # Called with a PullProgress while a missing image is pulled (the CLI draws a bar).
+        self.pull_progress: Callable[[PullProgress], None] | None = None
         self._test_sandboxes = TestSandboxes(self._kill_sandbox)
         self._tests = TestExecutor(self._events, self._audit, self._redactor.redact, self.record_metric,
                                    self._test_sandboxes)
@@ -103,6 +109,7 @@ class CleanroomEnvironment(ObservabilityMethods):
             unconfined = "CleanroomEnvironment(confine=False)"
             self._audit("environment.unconfined", "Minimal", reason=unconfined)
         self._network = EnvironmentNetwork(self._api, self.id, owner_labels(self.id, "network"))
+        self._images = Images(self._api, self.config, self._audit, self._redactor.redact)
         self._runner = SandboxRunner(self._api, self.config, environment_id=self.id, redactor=self._redactor,
                                      audit=self._audit, confiners=self._confiners,
                                      labels=lambda kind, name: owner_labels(self.id, kind, name),
@@ -185,6 +192,13 @@ class CleanroomEnvironment(ObservabilityMethods):
         return self._audit_log.head if self._audit_log is not None else None
 
     @property
+    def images(self) -> Images:
+        """Pull (``images.pull(ref, progress=cb)``) and build (``images.build(dir, tag=...)``)."""
+        self._require_open()
+        assert self._images is not None
+        return self._images
+
+    @property
     def services(self) -> ServiceRegistry:
         self._require_open()
         assert self._services is not None
@@ -217,8 +231,14 @@ class CleanroomEnvironment(ObservabilityMethods):
     def run(self, image: str, command: list[str], *, env: dict[str, str] | None = None,
             timeout: float | None = None, on_stdout: Callable[[str], None] | None = None,
             on_stderr: Callable[[str], None] | None = None, limits: dict[str, Any] | None = None,
-            check: bool = False, network: str | None = None) -> RunResult:
+            check: bool = False, network: str | None = None, mounts: list[Mount] | None = None,
+            workdir: str | None = None, user: str | None = None, stdin: StdinSource | None = None) -> RunResult:
         """Run ``command`` in one confined sandbox and return its redacted result.
+
+        ``mounts`` bind host paths in (read-only unless ``Mount(..., read_only=False)``
+        and the policy allows it; refused before anything is created otherwise);
+        ``workdir`` and ``user`` set where and as whom the command runs; ``stdin``
+        (bytes or a binary file) is fed to it, then end of file.
 
         ``check=True`` raises ``ResourceLimitExceeded`` when a limit was hit.
         A timeout always raises ``TimeoutExceeded``. ``network="env"`` puts the
@@ -226,12 +246,14 @@ class CleanroomEnvironment(ObservabilityMethods):
         name (the policy's blocked routes still apply inside).
         """
         runner = self._require_open()
+        self.images.ensure(image, self.pull_progress)
         net = NetworkAttachment(self._network.ensure()) if network == "env" else network
-        request = runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}), network=net)
+        request = runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}), network=net,
+                                 mounts=list(mounts or []), workdir=workdir, user=user, stdin=stdin is not None)
         self._test_sandboxes.started(request.name)
         try:
             result = self._observe.run(request.name, lambda: runner.run(request, timeout=timeout, on_stdout=on_stdout,
-                                                                        on_stderr=on_stderr))
+                                                                        on_stderr=on_stderr, stdin=stdin))
         finally:
             self._test_sandboxes.ended(request.name)
         self.record_metric("sandbox.duration_seconds", result.duration_seconds)
@@ -243,6 +265,20 @@ class CleanroomEnvironment(ObservabilityMethods):
             b = result.breaches[0]
             raise ResourceLimitExceeded(b.limit, b.limit_value, b.observed, result.sandbox, b.detail)
         return result
+
+    def session(self, image: str, *, mounts: list[Mount] | None = None, workdir: str | None = None,
+                user: str | None = None, env: dict[str, str] | None = None, limits: dict[str, Any] | None = None,
+                network: str | None = None, timeout: float | None = None) -> Session:
+        """A long-lived confined sandbox: ``with env.session(image, mounts=[...]) as sb:``
+        then ``sb.exec(...)``, ``sb.write_file``/``read_file``, ``sb.copy_in``/``copy_out``.
+        Same limits, network rules, redaction and audit as ``run``; ``timeout`` (default
+        test_execution_timeout) bounds the whole session."""
+        runner = self._require_open()
+        self.images.ensure(image, self.pull_progress)
+        net = NetworkAttachment(self._network.ensure()) if network == "env" else network
+        request = runner.request(image, None, kind="sandbox", env=dict(env or {}), limits=dict(limits or {}),
+                                 network=net, mounts=list(mounts or []), workdir=workdir)
+        return Session(runner, request, timeout=timeout, user=user)
 
     # -- services and tests ------------------------------------------------------------
     def get_or_create_container(self, name: str, factory: Callable[[], Any]) -> Any:

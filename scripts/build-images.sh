@@ -4,6 +4,7 @@
 #
 #   localhost/cleanroom/busybox:latest     busybox-static, a few MB, PATH set
 #   localhost/cleanroom/services:bookworm  Debian minbase + PostgreSQL 15 + Redis + python3
+#   localhost/cleanroom/python:bookworm    Debian minbase + python3 + pytest (a user's own suite in a sandbox)
 #
 # Run as root (it calls mmdebstrap and imports as CLEANROOM_USER), or as a user
 # whose rootless Podman works (then it imports into that user's storage and needs
@@ -13,6 +14,7 @@ set -euo pipefail
 CR_USER=${CLEANROOM_USER:-cleanroom}
 BUSYBOX_IMAGE=localhost/cleanroom/busybox:latest
 SERVICES_IMAGE=localhost/cleanroom/services:bookworm
+PYTHON_IMAGE=localhost/cleanroom/python:bookworm
 SUITE=${CLEANROOM_SUITE:-bookworm}
 PATH_ENV='PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 
@@ -75,12 +77,32 @@ build_services() {
       "$tarball" "$SERVICES_IMAGE" >/dev/null
 }
 
-want=${*:-busybox services}
+build_python() {
+  command -v mmdebstrap >/dev/null || die "mmdebstrap missing: apt-get install mmdebstrap"
+  local tarball="$WORK/python.tar"
+  mmdebstrap --mode="$MMDEBSTRAP_MODE" --variant=minbase --quiet \
+    --include=python3,python3-pytest,make \
+    --dpkgopt='path-exclude=/usr/share/man/*' \
+    --dpkgopt='path-exclude=/usr/share/doc/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' \
+    --dpkgopt='path-exclude=/usr/share/info/*' \
+    --customize-hook='rm -rf "$1/var/lib/apt/lists"/* "$1/var/cache/apt"/*' \
+    "$SUITE" "$tarball"
+  chmod 0644 "$tarball"
+  # No bytecode written next to a read-only checkout; pytest's cache off for the same reason.
+  as_user podman import --quiet \
+      --change "ENV $PATH_ENV" --change 'ENV LANG=C.UTF-8' --change 'ENV PYTHONDONTWRITEBYTECODE=1' \
+      --change 'CMD ["/usr/bin/python3"]' \
+      "$tarball" "$PYTHON_IMAGE" >/dev/null
+}
+
+want=${*:-busybox services python}
 for name in $want; do
   case $name in
     busybox)  img=$BUSYBOX_IMAGE;  fn=build_busybox ;;
     services) img=$SERVICES_IMAGE; fn=build_services ;;
-    *) die "unknown image '$name' (known: busybox services)" ;;
+    python)   img=$PYTHON_IMAGE;   fn=build_python ;;
+    *) die "unknown image '$name' (known: busybox services python)" ;;
   esac
   if [ "${FORCE:-0}" != 1 ] && have_image "$img"; then
     log "$img present (FORCE=1 rebuilds)"

@@ -31,8 +31,9 @@ die() { printf '[setup-host] error: %s\n' "$*" >&2; exit 1; }
 # gcc + libc6-dev: the security tests build a static seccomp probe (tests/security/seccomp_probe.c).
 # libfaketime: the frozen clock of deterministic execution (deterministic_clock), mounted into sandboxes.
 # chromium: the HTML run report is checked in a real headless browser (tests/integration/test_run_report.py).
-PKGS=(podman runc slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap busybox-static
-      python3-venv python3-dev iproute2 procps curl file gcc libc6-dev libfaketime chromium)
+# docker-registry: the image tests' registry on 127.0.0.1 (started and stopped by the test).
+PKGS=(podman runc slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap busybox-static docker-registry
+      python3-venv python3-dev iproute2 procps curl file gcc libc6-dev openssl libfaketime chromium)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,6 +46,11 @@ if [ ${#missing[@]} -gt 0 ] && [ "${CLEANROOM_SKIP_APT:-0}" != 1 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 else
   log "packages present"
+fi
+# docker-registry is only a binary the image tests start on 127.0.0.1 themselves; the
+# package's own service would listen on every interface, so it stays off.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-enabled docker-registry >/dev/null 2>&1; then
+  systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
 # --- 2. the unprivileged user --------------------------------------------------------

@@ -11,11 +11,11 @@ from loguru import logger
 from sandbox.cli.audit_cmd import audit_group
 from sandbox.cli.common import EXIT_ENGINE, EXIT_POLICY, die, load_config, policy_options
 from sandbox.cli.doctor_cmd import doctor_main
-from sandbox.cli.images_cmd import build_main
+from sandbox.cli.images_cmd import build_main, build_user_main, containerfile_in, pull_main
 from sandbox.cli.policy_cmd import policy_group
 from sandbox.cli.prune_cmd import prune_main
 from sandbox.cli.report_cmd import report_group
-from sandbox.cli.run_cmd import run_main
+from sandbox.cli.run_cmd import RunOptions, run_main
 from sandbox.cli.serve_cmd import serve_command
 from sandbox.cli.test_cmd import test_command
 
@@ -33,9 +33,14 @@ def cli() -> None:
               help="Pass host variable NAME into the sandbox and mask its value everywhere.")
 @click.option("--timeout", type=float, default=None, help="Seconds before the sandbox is killed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON instead of a summary.")
+@click.option("-v", "--volume", "volumes", multiple=True, metavar="SRC:DST[:ro|rw]",
+              help="Bind-mount a host path (read-only unless :rw and the policy allows writable mounts).")
+@click.option("-w", "--workdir", default=None, metavar="DIR", help="Working directory of the command.")
+@click.option("-u", "--user", default=None, metavar="USER", help="User (name or uid[:gid]) the command runs as.")
+@click.option("-i", "--interactive", is_flag=True, help="Feed this process's stdin to the command, then EOF.")
 @click.argument("image")
 @click.argument("command", nargs=-1, required=True)
-def run(policy, env, env_vars, secrets, timeout, as_json, image, command) -> None:
+def run(policy, env, env_vars, secrets, timeout, as_json, volumes, workdir, user, interactive, image, command) -> None:
     """Run COMMAND in a confined sandbox of IMAGE; exit with its code.
 
     Example: cleanroom run --policy policies/strict.toml IMAGE -- /bin/sh -c 'echo hi'
@@ -46,7 +51,8 @@ def run(policy, env, env_vars, secrets, timeout, as_json, image, command) -> Non
         command = command[1:]
     if not command:
         raise click.UsageError("missing COMMAND after IMAGE --")
-    sys.exit(run_main(policy, env, env_vars, secrets, timeout, as_json, image, command))
+    sys.exit(run_main(policy, env, env_vars, secrets, timeout, as_json, image, command,
+                      RunOptions(volumes=list(volumes), workdir=workdir, user=user, interactive=interactive)))
 
 
 @cli.command()
@@ -70,16 +76,35 @@ def prune(as_json: bool, url: str | None, remove_all: bool) -> None:
 
 @cli.group()
 def images() -> None:
-    """Local images cleanroom uses (no registry needed)."""
+    """Build your images, pull them (policy: allowed_registries), or build cleanroom's own."""
 
 
 @images.command("build")
-@click.option("--force", is_flag=True, help="Rebuild images that already exist.")
+@policy_options
+@click.option("-t", "--tag", default=None, help="Build your own image with this tag from CONTEXT.")
+@click.option("-f", "--file", "containerfile", default=None, help="Containerfile (default: CONTEXT/Containerfile).")
+@click.option("--force", is_flag=True, help="Rebuild cleanroom's images that already exist.")
 @click.argument("names", nargs=-1)
-def images_build(force: bool, names: tuple[str, ...]) -> None:
-    """Build localhost/cleanroom/busybox and localhost/cleanroom/services."""
+def images_build(policy, env, tag, containerfile, force: bool, names: tuple[str, ...]) -> None:
+    """Build an image: `-t TAG [-f FILE] CONTEXT` through the engine (output streamed, redacted,
+    the image id last), or cleanroom's own (busybox, services, python) without -t."""
 
-    sys.exit(build_main(force, list(names)))
+    if tag is None:
+        sys.exit(build_main(force, list(names)))
+    if len(names) > 1:
+        raise click.UsageError("one CONTEXT directory")
+    context = names[0] if names else "."
+    sys.exit(build_user_main(policy, env, context, tag, containerfile_in(context, containerfile)))
+
+
+@images.command("pull")
+@policy_options
+@click.option("--tls-verify/--no-tls-verify", default=True, help="Verify the registry's TLS certificate.")
+@click.argument("reference")
+def images_pull(policy, env, tls_verify: bool, reference: str) -> None:
+    """Pull REFERENCE (registry named in full; allowed_registries decides) with a progress bar."""
+
+    sys.exit(pull_main(policy, env, reference, tls_verify))
 
 
 for _command in (policy_group, audit_group, report_group, test_command, serve_command):

@@ -9,6 +9,8 @@ import click
 import msgspec
 
 from sandbox.cli.common import EXIT_ENGINE, EXIT_POLICY, EXIT_TIMEOUT, die, load_config
+from sandbox.cli.images_cmd import progress_bar
+from sandbox.engine.mounts import parse_volume
 from sandbox.environment import CleanroomEnvironment
 from sandbox.errors import CleanroomError, EngineUnavailable, NetworkPolicyViolation, PolicyError, TimeoutExceeded
 
@@ -70,8 +72,23 @@ def _summary(result, audit_where: str) -> str:
     return "cleanroom: " + " · ".join(parts)
 
 
-def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command) -> int:
+class RunOptions(msgspec.Struct, kw_only=True):
+    """What the command sees of the host: mounts, working directory, user, stdin."""
+
+    volumes: list[str] = msgspec.field(default_factory=list)
+    workdir: str | None = None
+    user: str | None = None
+    interactive: bool = False
+
+
+def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command,
+             options: RunOptions | None = None) -> int:
+    options = options or RunOptions()
     config = load_config(policy, env)
+    try:
+        mounts = [parse_volume(v) for v in options.volumes]
+    except PolicyError as exc:
+        die(str(exc), EXIT_POLICY)
     sandbox_env = _parse_env_vars(env_vars)
     secret_values = {}
     for name in secrets:
@@ -80,15 +97,20 @@ def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command) -
         secret_values[name] = os.environ[name]
         sandbox_env[name] = os.environ[name]
 
+    show_pull, end_pull = progress_bar()
+
     def out(text: str) -> None:
+        end_pull()
         sys.stdout.write(text)
         sys.stdout.flush()
 
     def err(text: str) -> None:
+        end_pull()
         sys.stderr.write(text)
         sys.stderr.flush()
 
     env_obj = CleanroomEnvironment(config)
+    env_obj.pull_progress = show_pull  # a missing image is pulled (allowed_registries) with a bar
     try:
         with env_obj:
             for name, value in secret_values.items():
@@ -96,6 +118,8 @@ def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command) -
             result = env_obj.run(
                 image, command, env=sandbox_env, timeout=timeout,
                 on_stdout=None if as_json else out, on_stderr=None if as_json else err,
+                mounts=mounts, workdir=options.workdir, user=options.user,
+                stdin=sys.stdin.buffer if options.interactive else None,
             )
     except TimeoutExceeded as exc:
         click.echo(f"cleanroom: timeout: {exc.what} exceeded {exc.timeout:g} s; sandbox killed and removed"

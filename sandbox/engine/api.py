@@ -13,8 +13,8 @@ runner through a fake of the same shape. Implementations raise only
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, BinaryIO, Protocol
 
 import msgspec
 
@@ -41,6 +41,25 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
     posture: Posture | None = None  # isolation settings as Podman set them up (when asked for)
 
 
+class ExecState(msgspec.Struct, frozen=True, kw_only=True):
+    running: bool
+    pid: int = 0  # the exec's first process on the host (0 until it exists)
+    exit_code: int | None = None
+
+
+class ImageConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """What an image runs by default."""
+
+    id: str = ""
+    user: str = ""
+    entrypoint: list[str] | None = None
+    cmd: list[str] | None = None
+    workdir: str = ""
+    digest: str = ""
+    repo_digests: list[str] = msgspec.field(default_factory=list)  # "registry/name@sha256:…"
+    size: int = 0  # bytes in local storage
+
+
 class ContainerSummary(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     name: str
@@ -51,6 +70,10 @@ class ContainerSummary(msgspec.Struct, frozen=True, kw_only=True):
 class NetworkSummary(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     labels: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+StdinSource = bytes | BinaryIO
+"""What a command reads on stdin: bytes, or a binary file read to its end; then end of file."""
 
 
 class AttachStream(Protocol):
@@ -68,11 +91,21 @@ class PodmanAPI(Protocol):
     def ping(self) -> bool: ...
     def info(self) -> dict[str, Any]: ...
     def image_exists(self, reference: str) -> bool: ...
+    def image_config(self, reference: str) -> ImageConfig:
+        """ContainerNotFound when there is no such image in local storage."""
+    def pull_image(self, reference: str, *, tls_verify: bool, on_event: Callable[[dict[str, Any]], None]) -> None:
+        """Pull into local storage; each progress event (the engine's JSON) to ``on_event``."""
+    def build_image(self, context: bytes, *, containerfile: str, tag: str, network: str | None,
+                    on_line: Callable[[str], None]) -> None:
+        """Build ``tag`` from a tar of the context; each output line to ``on_line``."""
+    def remove_image(self, reference: str, *, force: bool = False) -> None: ...
 
     # -- containers ------------------------------------------------------------------
     def create_container(self, spec: dict[str, Any], *, timeout: float) -> str: ...
     def init_container(self, cid: str, *, timeout: float) -> None: ...
-    def attach(self, cid: str) -> AttachStream: ...
+    def attach(self, cid: str, *, stdin: StdinSource | None = None) -> AttachStream:
+        """Output frames from before start; with ``stdin``, also feeds it, then closes the
+        command's stdin (the container must have been created with stdin open)."""
     def start_container(self, cid: str, *, timeout: float) -> None: ...
     def inspect_container(self, cid: str, *, posture: bool = False) -> ContainerInfo:
         """``posture=True`` also reads the isolation Podman set up (``ContainerInfo.posture``)."""
@@ -84,6 +117,17 @@ class PodmanAPI(Protocol):
     def exec_run(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
                  timeout: float | None = None) -> tuple[int, list[Frame]]: ...
     def list_containers(self, *, labels: list[str]) -> list[ContainerSummary]: ...
+
+    # -- sessions: exec with stdin, files in and out (tar) -------------------------------
+    def exec_create(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
+                    workdir: str | None = None, user: str | None = None, stdin: bool = False) -> str: ...
+    def exec_start(self, exec_id: str, *, stdin: StdinSource | None = None) -> AttachStream:
+        """The exec's output frames from its start; ``stdin`` is fed, then closed."""
+    def exec_inspect(self, exec_id: str) -> ExecState: ...
+    def put_archive(self, cid: str, path: str, data: bytes) -> None:
+        """Unpack a tar into directory ``path`` of the container."""
+    def get_archive(self, cid: str, path: str, *, max_bytes: int) -> bytes:
+        """A tar of ``path``; ContainerError once it exceeds ``max_bytes``."""
 
     # -- networks --------------------------------------------------------------------
     def create_network(self, name: str, *, labels: dict[str, str], exist_ok: bool = False) -> None: ...

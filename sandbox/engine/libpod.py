@@ -20,11 +20,14 @@ from podman.errors import APIError, NotFound
 from requests.exceptions import ConnectionError as TransportError
 from requests.exceptions import Timeout as TransportTimeout
 
-from sandbox.engine.api import ContainerInfo, ContainerSummary, NetworkSummary
+from sandbox.engine.api import ContainerInfo, ContainerSummary, NetworkSummary, StdinSource
 from sandbox.engine.connection import START_HINT, probe, resolve_url
 from sandbox.engine.decode import container_info, podman_message, runtime_exit_code
 from sandbox.engine.frames import Frame, read_frames
+from sandbox.engine.libpod_images import ImageCalls
+from sandbox.engine.libpod_session import SessionCalls, upgraded
 from sandbox.engine.recovery import managed_service, restart
+from sandbox.engine.upgrade import UpgradedAttach, attach_path
 from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 _JSON = {"content-type": "application/json"}
@@ -52,7 +55,7 @@ class _Attached:
             logger.debug("attach session close failed", error=type(exc).__name__)
 
 
-class LibpodAPI:
+class LibpodAPI(SessionCalls, ImageCalls):
     """One resolved service URL; a keep-alive client per thread (requests sessions are
     not thread-safe, and the engine runs sandboxes concurrently)."""
 
@@ -185,7 +188,9 @@ class LibpodAPI:
         # An OCI runtime failure (e.g. the command does not exist) surfaces here.
         self._request("post", f"/containers/{cid}/init", "start", timeout=timeout, runtime=True)
 
-    def attach(self, cid: str) -> _Attached:
+    def attach(self, cid: str, *, stdin: StdinSource | None = None) -> _Attached | UpgradedAttach:
+        if stdin is not None:
+            return self._attach_stdin(cid, stdin)
         client = PodmanClient(base_url=self.url)
         try:
             resp = self._request("post", f"/containers/{cid}/attach", "attach", client=client, stream=True,
@@ -194,6 +199,9 @@ class LibpodAPI:
             client.close()
             raise
         return _Attached(client, resp)
+
+    def _attach_stdin(self, cid: str, stdin: StdinSource) -> UpgradedAttach:
+        return upgraded(self.url, attach_path(cid), "attach with stdin", self._redact, stdin=stdin)
 
     def start_container(self, cid: str, *, timeout: float) -> None:
         self._request("post", f"/containers/{cid}/start", "start", timeout=timeout, runtime=True)

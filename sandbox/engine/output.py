@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import codecs
 import re
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from loguru import logger
 
 from sandbox.engine.frames import STDERR, Frame
 from sandbox.errors import CleanroomError
@@ -140,3 +143,18 @@ def combined(redactor: Any, frames: Iterable[Frame]) -> str:
 
 def tail(text: str, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-lines:])
+
+
+def pump(output: Output, frames: Iterable[Frame], name: str, sandbox: str) -> threading.Thread:
+    """A daemon thread feeding ``frames`` into ``output`` until they end."""
+
+    def run() -> None:
+        try:
+            output.feed(frames)
+        except Exception as exc:  # the service went away mid-stream: the result says so
+            output.lost = type(exc).__name__
+            logger.warning("output stream ended early", sandbox=sandbox, error=type(exc).__name__)
+
+    reader = threading.Thread(target=run, name=name, daemon=True)
+    reader.start()
+    return reader

@@ -7,6 +7,7 @@ are already in force. Any difference names itself and stops the sandbox."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -35,11 +36,13 @@ class Posture(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class KernelView(msgspec.Struct, frozen=True, kw_only=True):
-    """/proc/PID/status of the container's first process, as the kernel enforces it."""
+    """/proc/PID/status of the container's first process, as the kernel enforces it,
+    and its mount table (/proc/PID/mountinfo: mount point → per-mount options)."""
 
     bounding_caps: list[str]
     no_new_privs: bool
     seccomp_filtered: bool
+    mounts: dict[str, list[str]] | None = None  # None: not read
 
 
 def cap_name(cap: str) -> str:
@@ -86,16 +89,33 @@ def read_seccomp_profile(path: str | None) -> dict[str, Any] | None:
         return json.load(fh)
 
 
+def _unescape(field: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as octal escapes.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def parse_mountinfo(text: str) -> dict[str, list[str]]:
+    """Mount point → per-mount options; the last mount at a point is the one seen."""
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 5:
+            out[_unescape(fields[4])] = fields[5].split(",")
+    return out
+
+
 def read_kernel_view(pid: int) -> KernelView:
     fields: dict[str, str] = {}
     with open(f"/proc/{pid}/status", encoding="ascii") as fh:
         for line in fh:
             key, _, value = line.partition(":")
             fields[key] = value.strip()
+    with open(f"/proc/{pid}/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+        mounts = parse_mountinfo(fh.read())  # paths as the container sees them: it has pivoted at init
     bits = int(fields.get("CapBnd", "0"), 16)
     caps = [name for i, name in enumerate(_CAPS) if bits >> i & 1]
     return KernelView(bounding_caps=caps, no_new_privs=fields.get("NoNewPrivs") == "1",
-                      seccomp_filtered=fields.get("Seccomp") == "2")
+                      seccomp_filtered=fields.get("Seccomp") == "2", mounts=mounts)
 
 
 def _expected_mode(nsmode: str) -> str:
@@ -132,8 +152,34 @@ def differences(spec: dict[str, Any], actual: Posture, kernel: KernelView | None
     extra = sorted(set(actual.writable_mounts) - allowed_rw)
     if want_ro and extra:
         out.append(f"writable mounts the policy did not ask for: {extra}")
+    binds = [m for m in spec.get("mounts") or [] if m.get("type") == "bind"]
+    leaked = sorted({m["destination"] for m in binds if not _writable(m.get("options"))} & set(actual.writable_mounts))
+    if leaked:
+        out.append(f"bind mounts asked read-only are writable in the container: {leaked}")
     if kernel is not None:
         out += _kernel_differences(want_nnp, drop_all, want_caps, seccomp_profile is not None, kernel)
+        out += _kernel_bind_differences(binds, kernel.mounts)
+    return out
+
+
+def _kernel_bind_differences(binds: list[dict[str, Any]], mounts: dict[str, list[str]] | None) -> list[str]:
+    """Each bind as the kernel has it: there, read-only when asked, nosuid and nodev."""
+    if mounts is None:
+        return []
+    out = []
+    for bind in binds:
+        dest = bind["destination"]
+        opts = mounts.get(dest)
+        if opts is None:
+            out.append(f"kernel: bind mount {dest} is not mounted")
+            continue
+        want_ro = not _writable(bind.get("options"))
+        if want_ro != ("ro" in opts):
+            out.append(f"kernel: bind mount {dest} is {'read-only' if 'ro' in opts else 'writable'}, "
+                       f"policy asked {'read-only' if want_ro else 'writable'}")
+        missing = [flag for flag in ("nosuid", "nodev") if flag not in opts]
+        if missing:
+            out.append(f"kernel: bind mount {dest} lacks {missing}")
     return out
 
 

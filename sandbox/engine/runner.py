@@ -13,16 +13,20 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import msgspec
 from loguru import logger
 
 from sandbox.engine import cleanup
-from sandbox.engine.api import AttachStream, PodmanAPI
-from sandbox.engine.output import Output, errors_redacted, redact_text
+from sandbox.engine.api import AttachStream, PodmanAPI, StdinSource
+from sandbox.engine.exits import exit_status
+from sandbox.engine.mounts import check_mounts, engine_sockets
+from sandbox.engine.output import Output, errors_redacted, pump, redact_text
 from sandbox.engine.posture import KernelReader, differences, read_kernel_view, read_seccomp_profile
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.spec import build_spec
 from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NetworkAttachment, NoObserver, SandboxHandle
-from sandbox.errors import CleanroomError, ContainerError, EngineUnavailable, NetworkPolicyViolation, TimeoutExceeded
+from sandbox.engine.users import as_user, keep_switch_caps, moves_processes
+from sandbox.errors import CleanroomError, ContainerError, NetworkPolicyViolation, PolicyError, TimeoutExceeded
 
 _DRAIN_SECONDS = 10.0  # how long the output reader may take to drain after a timeout kill
 
@@ -71,12 +75,14 @@ class SandboxRunner:
     # -- a sandbox, run to completion -----------------------------------------------------
     def run(self, request: CreateRequest, *, timeout: float | None = None,
             on_stdout: Callable[[str], None] | None = None,
-            on_stderr: Callable[[str], None] | None = None) -> RunResult:
+            on_stderr: Callable[[str], None] | None = None, stdin: StdinSource | None = None) -> RunResult:
+        """``stdin`` (bytes or a binary file) is fed to the command, then end of file
+        (the request must have ``stdin=True``)."""
         with errors_redacted(self.redactor):
-            return self._run(request, timeout, on_stdout, on_stderr)
+            return self._run(request, timeout, on_stdout, on_stderr, stdin)
 
     def _run(self, request: CreateRequest, timeout: float | None, on_stdout: Callable[[str], None] | None,
-             on_stderr: Callable[[str], None] | None) -> RunResult:
+             on_stderr: Callable[[str], None] | None, stdin: StdinSource | None = None) -> RunResult:
         limit = float(timeout if timeout is not None else self.config.test_execution_timeout)
         started = time.monotonic()
         made = self.create(request)
@@ -86,12 +92,12 @@ class SandboxRunner:
         generation = self.api.restarts
         try:
             self.observer.stage(request.name, "start")
-            stream, reader = self._attach(made.handle, output)
+            stream, reader = self._attach(made.handle, output, stdin if request.stdin else None)
             self._start(made.handle, output, reader)
             self.observer.stage(request.name, "run")
             timed_out = self._collect(made.handle, reader, started + limit)
             self.observer.stage(request.name, "wait")
-            exit_code = self._exit_status(made.handle)
+            exit_code = exit_status(self.api, made.handle)
             if self.api.restarts != generation:  # the stream ended with the old service, not the sandbox
                 output.lost = output.lost or "the service was restarted"
             output.close()
@@ -121,6 +127,8 @@ class SandboxRunner:
     # -- stages ------------------------------------------------------------------------------
     def create(self, request: CreateRequest) -> Made:
         """create → init → confine: the command has not run when this returns."""
+        if moves_processes(self.confiners):
+            request = as_user(self.api, request, keep_switch_caps(self.config))
         self._each("before_create", request)
         self.observer.stage(request.name, "create")
         try:
@@ -151,9 +159,18 @@ class SandboxRunner:
         if isinstance(network, NetworkAttachment):
             network = (network.name, list(network.aliases))
         try:
+            mounts = check_mounts(self.config, request.mounts, sockets=engine_sockets(self.api.url))
+        except PolicyError as exc:
+            self.audit("mount.refused", "High", sandbox=request.name, reason=str(exc))
+            raise
+        if mounts:
+            self.audit("sandbox.mounts", "Medium", sandbox=request.name, mounts=msgspec.to_builtins(mounts))
+        try:
             return build_spec(self.config, request.image, request.command, env=request.env, labels=request.labels,
                               name=request.name, ports=request.ports or None, network=network,
-                              writable_paths=request.writable_paths, user=request.user,
+                              writable_paths=request.writable_paths, user=request.user, mounts=mounts,
+                              workdir=request.workdir, stdin=request.stdin, system_mounts=request.system_mounts,
+                              extra_caps=request.extra_caps, entrypoint=request.entrypoint,
                               clock=request.kind == "sandbox")
         except NetworkPolicyViolation as exc:
             self.audit("network.refused", "High", sandbox=request.name, reason=str(exc))
@@ -181,20 +198,11 @@ class SandboxRunner:
         self._each("after_init", handle)
         handle.confine_seconds = time.perf_counter() - t0
 
-    def _attach(self, handle: SandboxHandle, output: Output) -> tuple[AttachStream, threading.Thread]:
+    def _attach(self, handle: SandboxHandle, output: Output,
+                stdin: StdinSource | None = None) -> tuple[AttachStream, threading.Thread]:
         """Attach before start, so not a byte of output is missed; a thread pumps it."""
-        stream = self.api.attach(handle.id)
-
-        def pump() -> None:
-            try:
-                output.feed(stream)
-            except Exception as exc:  # the service went away mid-stream: the result says so
-                output.lost = type(exc).__name__
-                logger.warning("output stream ended early", sandbox=handle.name, error=type(exc).__name__)
-
-        reader = threading.Thread(target=pump, name=f"attach-{handle.name}", daemon=True)
-        reader.start()
-        return stream, reader
+        stream = self.api.attach(handle.id, stdin=stdin)
+        return stream, pump(output, stream, f"attach-{handle.name}", handle.name)
 
     def _start(self, handle: SandboxHandle, output: Output, reader: threading.Thread) -> None:
         try:
@@ -215,27 +223,6 @@ class SandboxRunner:
         self._kill(handle)
         reader.join(_DRAIN_SECONDS)
         return True
-
-    def _exit_status(self, handle: SandboxHandle, timeout: float = 30.0) -> int:
-        """The exit code once Podman has recorded it. The output has ended, so the process is gone:
-        inspect sees the exit within ms (the wait endpoint only after Podman's ~90 ms cleanup); backs off."""
-        deadline = time.monotonic() + timeout
-        delay = 0.002
-        while True:
-            try:
-                state = self.api.inspect_container(handle.id).state
-            except EngineUnavailable:
-                raise
-            except CleanroomError as exc:
-                logger.warning("inspect after exit failed", sandbox=handle.name, error=str(exc))
-                return -1
-            if state.status in ("exited", "stopped") or not state.running:
-                return state.exit_code if state.exit_code is not None else -1
-            if time.monotonic() > deadline:
-                logger.warning("exit not recorded in time", sandbox=handle.name, status=state.status)
-                return -1
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
 
     def _verdict(self, request: CreateRequest, handle: SandboxHandle, output: Output, exit_code: int,
                  timed_out: bool, duration: float) -> RunResult:

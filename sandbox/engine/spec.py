@@ -9,6 +9,8 @@ from typing import Any
 
 from sandbox.confine.seccomp import profile_for
 from sandbox.engine.faketime import frozen_clock
+from sandbox.engine.mounts import bind_entries
+from sandbox.engine.types import Mount
 from sandbox.errors import NetworkPolicyViolation
 from sandbox.policy import Isolation, effective_isolation
 from sandbox.policy.isolation import tmpfs_sizes
@@ -55,6 +57,11 @@ def build_spec(
     user: str | None = None,
     network: str | tuple[str, list[str]] | None = None,
     writable_paths: list[str] | dict[str, int] | None = None,
+    mounts: list[Mount] | None = None,
+    stdin: bool = False,
+    system_mounts: list[Mount] | None = None,
+    extra_caps: list[str] | None = None,
+    entrypoint: list[str] | None = None,
     clock: bool = True,
 ) -> dict[str, Any]:
     """The create body for one sandbox.
@@ -63,6 +70,9 @@ def build_spec(
     bound to 127.0.0.1. ``network`` overrides the policy's mode for services that
     must be reachable (a published port needs a network namespace with slirp4netns),
     or is ``(network name, aliases)`` to join an environment's private network.
+    ``mounts`` are host paths already checked against the policy (``sandbox.engine.mounts``);
+    ``system_mounts`` are cleanroom's own static helpers (read-only whatever they say) and
+    ``extra_caps`` what the helper needs until it drops them.
     ``clock=False`` leaves out the policy's frozen clock (services keep the real one).
     """
     check_ports(policy, ports)
@@ -78,6 +88,11 @@ def build_spec(
         spec["work_dir"] = workdir
     if user:
         spec["user"] = user
+    if stdin:
+        spec["stdin"] = True
+    if entrypoint is not None:
+        spec["entrypoint"] = list(entrypoint)
+    mounts = list(mounts or []) + [Mount(m.source, m.target, read_only=True) for m in system_mounts or []]
 
     environment: dict[str, str] = {}
     if policy.enable_deterministic_execution:
@@ -126,7 +141,11 @@ def build_spec(
             {"destination": path, "type": "tmpfs", "source": "tmpfs",
              "options": ["rw", "nosuid", "nodev", f"size={size}"]}
             for path, size in tmpfs_sizes(policy, writable_paths).items()
+            if path not in {m.target for m in mounts or []}
         ]
+    if mounts:
+        # A bind at a tmpfs path (a writable /tmp from the host) takes its place.
+        spec["mounts"] = spec.get("mounts", []) + bind_entries(mounts)
     if internal_mounts:
         spec.setdefault("mounts", []).extend(internal_mounts)
     # Process isolation: a private PID namespace (the sandbox sees only its own
@@ -138,8 +157,9 @@ def build_spec(
     spec["ipcns"] = {"nsmode": "private"}
     if iso.drop_all_capabilities:
         spec["cap_drop"] = ["ALL"]
-        if iso.allowed_capabilities:
-            spec["cap_add"] = [c.upper().removeprefix("CAP_") for c in iso.allowed_capabilities]
+        caps = [c.upper().removeprefix("CAP_") for c in [*(iso.allowed_capabilities or []), *(extra_caps or [])]]
+        if caps:
+            spec["cap_add"] = sorted(set(caps))
     if iso.no_new_privileges:
         spec["no_new_privileges"] = True
     # Always a file of ours (the level's) or the policy's own: never whatever the host's

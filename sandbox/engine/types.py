@@ -40,6 +40,18 @@ class NetworkAttachment(msgspec.Struct, frozen=True):
     aliases: list[str] = msgspec.field(default_factory=list)
 
 
+class Mount(msgspec.Struct, frozen=True):
+    """A host path bind-mounted into a sandbox at ``target``; read-only unless asked.
+
+    ``source`` may be relative (to the current directory); the policy's
+    ``allowed_mount_paths`` decides whether it may be mounted at all.
+    """
+
+    source: str
+    target: str
+    read_only: bool = True
+
+
 class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the engine needs to create one container, named before it exists.
 
@@ -59,6 +71,16 @@ class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     writable_paths: dict[str, int] | list[str] | None = None
     user: str | None = None
+    mounts: list[Mount] = msgspec.field(default_factory=list)
+    workdir: str | None = None
+    stdin: bool = False  # keep the command's stdin open for data sent through attach
+    # cleanroom's own static helpers (sandbox.engine.helpers), always read-only and not
+    # the user's: not judged by allowed_mount_paths.
+    system_mounts: list[Mount] = msgspec.field(default_factory=list)
+    # Capabilities the helper needs to switch users (SETUID, SETGID); it drops them
+    # before any command runs.
+    extra_caps: list[str] = msgspec.field(default_factory=list)
+    entrypoint: list[str] | None = None
 
 
 class SandboxHandle(msgspec.Struct, kw_only=True):

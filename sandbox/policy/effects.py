@@ -33,6 +33,7 @@ _FX = "tests/security/test_policy_key_effects.py::"
 _ER = "tests/integration/test_engine_run.py::"
 _OB = "tests/integration/test_observe.py::"
 _RR = "tests/integration/test_run_report.py::"
+_MT = "tests/integration/test_mounts.py::"
 
 EFFECTS: dict[str, Effect] = {
     "enable_singleton_containers": Effect(
@@ -244,6 +245,23 @@ EFFECTS: dict[str, Effect] = {
     "performance_monitoring.thresholds.max_container_startup_time": Effect(
         "an alert when a container takes longer from create to running, resolved by the next faster start",
         (_OB + "test_container_startup_time_threshold_fires_once_per_crossing",)),
+    "security_policy.allowed_mount_paths": Effect(
+        "host paths a sandbox may bind-mount (unset: the current directory); a path outside them, a symlink or `..` "
+        "out of them, devices, sockets and the Podman socket are refused before a container exists",
+        (_MT + "test_a_refused_mount_never_creates_a_container",
+         _MT + "test_cli_mounts_workdir_and_stdin_with_the_default_project_directory")),
+    "security_policy.allow_writable_mounts": Effect(
+        "off: every bind mount is read-only and a writable one is refused; on: `:rw` mounts are writable",
+        (_MT + "test_a_read_only_mount_cannot_be_written_and_a_writable_one_can_when_allowed",
+         _MT + "test_a_refused_mount_never_creates_a_container")),
+    "security_policy.max_copy_out_bytes": Effect(
+        "the most a session's read_file/copy_out brings back (the tar stream); more is refused, nothing is written",
+        ("tests/integration/test_sessions.py::test_read_back_is_bounded_by_max_copy_out_bytes",)),
+    "security_policy.allowed_registries": Effect(
+        "registries (host[:port] or host/path prefixes) missing images may be pulled from; others, and short names, "
+        "are refused before any network call; empty: no pulls",
+        ("tests/integration/test_images.py::test_a_refused_registry_is_refused_before_any_network_call",
+         "tests/integration/test_images.py::test_pull_with_progress_and_the_digest")),
 }
 
 NOT_ENFORCED: dict[str, str] = {

@@ -108,6 +108,16 @@ class SecurityPolicy(_Base):
     allowed_capabilities: list[str] | None = None
     no_new_privileges: bool | None = None
     seccomp_profile: str | None = None  # "default" or a path to a JSON profile
+    # Host paths a sandbox may bind-mount (relative ones: to the current directory);
+    # None: the current (project) directory only. Mounts are read-only unless
+    # allow_writable_mounts is on.
+    allowed_mount_paths: list[str] | None = None
+    allow_writable_mounts: bool = False
+    # The most a session's read_file/copy_out may bring back (the tar stream), in bytes.
+    max_copy_out_bytes: PositiveInt = 64 * MiB
+    # Registries (host[:port], or host/path prefixes) images may be pulled from; empty:
+    # none (images must be local or built). Judged before any network call.
+    allowed_registries: list[str] = msgspec.field(default_factory=list)
 
 
 class Thresholds(_Base):
@@ -161,6 +171,7 @@ class PolicyConfig(_Base):
 SIZE_FIELDS: dict[str, set[str]] = {
     "resource_limits": {"max_memory_usage_bytes", "max_disk_usage_bytes", "max_network_bandwidth_bytes_per_sec"},
     "resource_limits.sandbox": {"memory_bytes", "memory_swap_bytes", "tmpfs_bytes", "disk_bytes"},
+    "security_policy": {"max_copy_out_bytes"},
     "performance_monitoring.thresholds": {"max_memory_usage_bytes"},
 }
 DURATION_FIELDS: dict[str, set[str]] = {

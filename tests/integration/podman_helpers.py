@@ -10,6 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BUSYBOX = "localhost/cleanroom/busybox:latest"
 SERVICES = "localhost/cleanroom/services:bookworm"
+PYTHON = "localhost/cleanroom/python:bookworm"
 
 
 def containers_with_label(api, label: str) -> list[dict]:

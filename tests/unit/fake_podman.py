@@ -8,10 +8,10 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, NetworkSummary
+from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, ExecState, ImageConfig, NetworkSummary
 from sandbox.engine.frames import STDOUT, Frame
 from sandbox.engine.posture import Posture, read_seccomp_profile, seccomp_summary
-from sandbox.errors import ContainerNotFound
+from sandbox.errors import ContainerError, ContainerNotFound
 
 # What a container "runs": its command → (output frames, exit code). None as the
 # frames means it runs until killed.
@@ -39,7 +39,8 @@ def _faithful(spec: dict[str, Any]) -> Posture:
     return Posture(seccomp_default=default, seccomp_denied=denied,read_only_root=bool(spec.get("read_only_filesystem")),
                    no_new_privileges=bool(spec.get("no_new_privileges")),
                    network_mode=(spec.get("netns") or {}).get("nsmode", ""),
-                   writable_mounts=sorted(m["destination"] for m in spec.get("mounts") or []))
+                   writable_mounts=sorted(m["destination"] for m in spec.get("mounts") or []
+                                          if "ro" not in m.get("options", [])))
 
 
 class _Stream:
@@ -61,6 +62,17 @@ class _Stream:
         self.closed = True
 
 
+class _ExecStream:
+    def __init__(self, frames: list[Frame]) -> None:
+        self.frames = frames
+
+    def __iter__(self) -> Iterator[Frame]:
+        yield from self.frames
+
+    def close(self) -> None:
+        pass
+
+
 class FakePodman:
     url = "fake://podman"
     restarts = 0
@@ -74,6 +86,15 @@ class FakePodman:
         self.networks: dict[str, dict[str, str]] = {}
         self.started_events: dict[str, threading.Event] = {}
         self.sizes: dict[str, int] = {}  # container layer bytes, as container_size reports them
+        self.images: dict[str, ImageConfig] = {}  # reference → what image_config answers (default: root, sh)
+        self.missing_images: set[str] = set()  # references image_exists denies
+        self.pull_events: list[dict[str, Any]] = []  # what pull_image reports, in order
+        self.pulled_digest = ""
+        self.build_output: list[str] = []
+        self.built: dict[str, dict[str, Any]] = {}
+        self.execs: dict[str, dict[str, Any]] = {}
+        self.archives: dict[tuple[str, str], bytes] = {}  # (container, path) → tar (get_archive serves it back)
+        self.stdin_fed: dict[str, bytes] = {}  # container id → what attach fed its stdin
         self.posture_override: Posture | None = None  # what inspect reports instead of the faithful posture
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -97,7 +118,10 @@ class FakePodman:
         return {"version": {"Version": "fake"}}
 
     def image_exists(self, reference: str) -> bool:
-        return True
+        return reference not in self.missing_images
+
+    def image_config(self, reference: str) -> ImageConfig:
+        return self.images.get(reference, ImageConfig(id="sha256:fake", cmd=["/bin/sh"]))
 
     def create_container(self, spec: dict[str, Any], *, timeout: float) -> str:
         self._call("create")
@@ -112,8 +136,10 @@ class FakePodman:
         c = self._get(cid)
         c.status, c.pid = "initialized", 4000 + int(cid[1:])
 
-    def attach(self, cid: str) -> _Stream:
+    def attach(self, cid: str, *, stdin: Any = None) -> _Stream:
         self._call("attach")
+        if stdin is not None:
+            self.stdin_fed[cid] = stdin if isinstance(stdin, bytes) else stdin.read()
         return _Stream(self, self._get(cid))
 
     def start_container(self, cid: str, *, timeout: float) -> None:
@@ -157,6 +183,55 @@ class FakePodman:
         self._get(cid)
         frames, code = self.program(command)
         return code, frames or []
+
+    def pull_image(self, reference: str, *, tls_verify: bool, on_event: Callable[[dict[str, Any]], None]) -> None:
+        self._call("pull", reference)
+        for event in self.pull_events:
+            on_event(event)
+        self.images.setdefault(reference, ImageConfig(id="sha256:pulled", digest=self.pulled_digest))
+
+    def build_image(self, context: bytes, *, containerfile: str, tag: str, network: str | None,
+                    on_line: Callable[[str], None]) -> None:
+        self._call("build", tag)
+        self.built[tag] = {"context": context, "containerfile": containerfile, "network": network}
+        for line in self.build_output:
+            on_line(line)
+        self.images[tag] = ImageConfig(id="sha256:built")
+
+    def remove_image(self, reference: str, *, force: bool = False) -> None:
+        self.images.pop(reference, None)
+
+    # -- sessions: exec runs the program at once; archives are kept as given -----------------
+    def exec_create(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
+                    workdir: str | None = None, user: str | None = None, stdin: bool = False) -> str:
+        self._call("exec_create")
+        self._get(cid)
+        exec_id = f"e{next(self._ids)}"
+        self.execs[exec_id] = {"cid": cid, "command": command, "env": env, "workdir": workdir, "user": user}
+        return exec_id
+
+    def exec_start(self, exec_id: str, *, stdin: Any = None) -> _ExecStream:
+        self._call("exec_start")
+        e = self.execs[exec_id]
+        if stdin is not None:
+            e["stdin"] = stdin if isinstance(stdin, bytes) else stdin.read()
+        frames, e["exit_code"] = self.program(e["command"])
+        return _ExecStream(frames or [])
+
+    def exec_inspect(self, exec_id: str) -> ExecState:
+        e = self.execs[exec_id]
+        return ExecState(running=False, pid=0, exit_code=e.get("exit_code"))
+
+    def put_archive(self, cid: str, path: str, data: bytes) -> None:
+        self._call("put_archive")
+        self.archives[(cid, path)] = data
+
+    def get_archive(self, cid: str, path: str, *, max_bytes: int) -> bytes:
+        self._call("get_archive")
+        data = self.archives.get((cid, path), b"")
+        if len(data) > max_bytes:
+            raise ContainerError(f"copying {path} out stopped at {max_bytes} bytes (max_copy_out_bytes)")
+        return data
 
     def list_containers(self, *, labels: list[str]) -> list[ContainerSummary]:
         want = dict(label.split("=", 1) for label in labels)

@@ -1,0 +1,84 @@
+"""The libpod calls a session makes: exec (create, start on an upgraded connection,
+inspect) and the archive endpoints (tar in, tar out). Mixed into ``LibpodAPI``, whose
+``_request`` turns every HTTP failure into a redacted ``CleanroomError``; ``upgraded``
+does the same for the raw upgraded connections."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sandbox.engine.api import ExecState, StdinSource
+from sandbox.engine.connection import START_HINT
+from sandbox.engine.upgrade import UpgradedAttach, UpgradeRefused, exec_start_path, open_upgraded
+from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
+
+_JSON = {"content-type": "application/json"}
+_UPGRADE_TIMEOUT = 60.0
+_CHUNK = 64 * 1024
+
+
+def upgraded(url: str, path: str, what: str, redact: Callable[[str], str], *, body: bytes = b"",
+             stdin: StdinSource | None = None) -> UpgradedAttach:
+    """An upgraded connection to ``path``; any failure as a CleanroomError, redacted."""
+    if not url.startswith("unix://"):
+        raise ContainerError(f"{what} needs the engine on a unix socket, not {url}")
+    try:
+        return open_upgraded(url[len("unix://"):], path, body=body, stdin=stdin, timeout=_UPGRADE_TIMEOUT)
+    except UpgradeRefused as exc:
+        error: CleanroomError = (ContainerNotFound if exc.status == 404 else ContainerError)(
+            f"{what} failed: {redact(str(exc))}")
+    except TimeoutError:
+        error = TimeoutExceeded(what, _UPGRADE_TIMEOUT)
+    except OSError as exc:
+        error = EngineUnavailable([(url, f"{what}: {type(exc).__name__}")], START_HINT)
+    raise error
+
+
+class SessionCalls:
+    url: str
+    _redact: Callable[[str], str]
+    _request: Callable[..., Any]
+
+    def exec_create(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
+                    workdir: str | None = None, user: str | None = None, stdin: bool = False) -> str:
+        body: dict[str, Any] = {"Cmd": command, "AttachStdout": True, "AttachStderr": True, "AttachStdin": stdin}
+        if env:
+            body["Env"] = [f"{k}={v}" for k, v in env.items()]
+        if workdir:
+            body["WorkingDir"] = workdir
+        if user:
+            body["User"] = user
+        return self._request("post", f"/containers/{cid}/exec", "exec create", data=json.dumps(body),
+                             headers=_JSON).json()["Id"]
+
+    def exec_start(self, exec_id: str, *, stdin: StdinSource | None = None) -> UpgradedAttach:
+        body = json.dumps({"Detach": False, "Tty": False}).encode()
+        return upgraded(self.url, exec_start_path(exec_id), "exec start", self._redact, body=body, stdin=stdin)
+
+    def exec_inspect(self, exec_id: str) -> ExecState:
+        data = self._request("get", f"/exec/{exec_id}/json", "exec inspect").json()
+        code = data.get("ExitCode")
+        return ExecState(running=bool(data.get("Running")), pid=int(data.get("Pid") or 0),
+                         exit_code=None if code is None else int(code))
+
+    def put_archive(self, cid: str, path: str, data: bytes) -> None:
+        self._request("put", f"/containers/{cid}/archive", "copy into the sandbox", params={"path": path},
+                      data=data, headers={"content-type": "application/x-tar"})
+
+    def get_archive(self, cid: str, path: str, *, max_bytes: int) -> bytes:
+        """The tar of ``path``; ContainerError once it grows past ``max_bytes``."""
+        resp = self._request("get", f"/containers/{cid}/archive", "copy out of the sandbox", params={"path": path},
+                             stream=True)
+        parts, size = [], 0
+        try:
+            for chunk in resp.iter_content(_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ContainerError(f"copying {path} out of the sandbox stopped at {max_bytes} bytes "
+                                         "(cleanroom.security_policy.max_copy_out_bytes)")
+                parts.append(chunk)
+        finally:
+            resp.close()
+        return b"".join(parts)
