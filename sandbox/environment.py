@@ -34,7 +34,7 @@ from sandbox.policy import CleanroomConfig
 from sandbox.policy.compliance import controls_snapshot, require_controls
 from sandbox.redact import Redactor, install_log_redaction
 from sandbox.services.registry import ServiceRegistry
-from sandbox.testing.execute import TestExecutor, TestOutcome, TestSandboxes
+from sandbox.testing.execute import TestExecutor, TestOutcome, TestSandboxes, as_test
 
 
 def default_audit_dir(config: CleanroomConfig) -> Path:
@@ -301,7 +301,7 @@ class CleanroomEnvironment(ObservabilityMethods):
         self._require_open()
         limit = timeout if timeout is not None else self.config.resource_limits.max_test_execution_time
         with self._observe.test(name) as scope:
-            outcome = self._tests.run(name, scope.wrap(fn), float(limit))
+            outcome = self._tests.run(name, scope.wrap(as_test(name, fn)), float(limit))
             scope.verdict = outcome.verdict
         return outcome
 

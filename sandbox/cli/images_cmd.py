@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from sandbox.cli.common import EXIT_ENGINE, EXIT_POLICY, die, load_config
-from sandbox.engine.images import PullProgress
+from sandbox.engine.images import PullProgress, for_images
 from sandbox.environment import CleanroomEnvironment
 from sandbox.errors import CleanroomError, EngineUnavailable, PolicyError
 
@@ -86,7 +86,7 @@ def containerfile_in(context: str, containerfile: str | None) -> str:
 
 
 def _environment(policy, env):
-    return CleanroomEnvironment(load_config(policy, env), confine=False)
+    return CleanroomEnvironment(for_images(load_config(policy, env)), confine=False)
 
 
 def pull_main(policy, env, reference: str, tls_verify: bool) -> int:

@@ -287,9 +287,11 @@ class CgroupConfiner(ConfinerBase):
         out = []
         for t in tracked:
             try:
-                out.append((t.handle, self.driver.read_usage(t.rel)))
+                usage = self.driver.read_usage(t.rel)
             except OSError:
                 continue  # removed between the listing and the read
+            if usage.get("pids"):  # an empty cgroup: the sandbox has ended and is being removed
+                out.append((t.handle, usage))
         return out
 
     def report(self) -> dict[str, Any]:

@@ -114,6 +114,14 @@ class _Progress:
             self._callback(msgspec.structs.replace(self.state))
 
 
+def for_images(config: Any) -> Any:
+    """The policy for an environment that only builds and pulls: it runs no sandbox, so
+    there is nothing to monitor (monitoring needs confined sandboxes to sample)."""
+    pm = msgspec.structs.replace(config.performance_monitoring, enable_monitoring=False,
+                                 enable_memory_tracking=False, enable_profiling=False)
+    return config.with_changes(enable_monitoring=False, performance_monitoring=pm)
+
+
 class Images:
     """An environment's images: ensure (pull what is missing), pull, build."""
 

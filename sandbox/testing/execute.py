@@ -38,6 +38,17 @@ class TestOutcome(msgspec.Struct, kw_only=True):
 RUNNING_TEST: contextvars.ContextVar[str | None] = contextvars.ContextVar("cleanroom_running_test", default=None)
 
 
+def as_test(name: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn``, run as test ``name`` (RUNNING_TEST set in whatever context it finally runs
+    in: wrap it innermost, inside any other context-switching wrapper)."""
+
+    def call() -> Any:
+        RUNNING_TEST.set(name)
+        return fn()
+
+    return call
+
+
 class TestSandboxes:
     """Which sandboxes each running test started, so a timed-out test's can be killed."""
 
@@ -57,14 +68,29 @@ class TestSandboxes:
     def ended(self, sandbox: str) -> None:
         test = RUNNING_TEST.get()
         with self._lock:
-            self._by_test.get(test or "", set()).discard(sandbox)
+            names = self._by_test.get(test or "", set())
+            names.discard(sandbox)
+            if not names:
+                self._by_test.pop(test or "", None)
 
     def kill_all(self, test: str) -> list[str]:
+        """Kill the test's sandboxes. One still being created has no container to kill
+        yet: it is tried again until its run ends (``ended``) or for 30 s."""
         with self._lock:
-            names = sorted(self._by_test.pop(test, set()))
-        for name in names:
-            self._kill(name)
+            names = sorted(self._by_test.get(test, set()))
+        threading.Thread(target=self._keep_killing, args=(test,), name=f"cleanroom-kill-{test}", daemon=True).start()
         return names
+
+    def _keep_killing(self, test: str) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with self._lock:
+                names = sorted(self._by_test.get(test, set()))
+            if not names:
+                return
+            for name in names:
+                self._kill(name)
+            time.sleep(0.2)
 
 
 class TestExecutor:
@@ -86,9 +112,7 @@ class TestExecutor:
         first_event = self._events.count
         self._audit("test.started", "Low", test=name)
         started = time.perf_counter()
-        context = contextvars.copy_context()
-        context.run(RUNNING_TEST.set, name)
-        future = self._pool.submit(context.run, fn)
+        future = self._pool.submit(contextvars.copy_context().run, fn)
         try:
             value, verdict, error = future.result(timeout=limit), "passed", None
         except concurrent.futures.TimeoutError:

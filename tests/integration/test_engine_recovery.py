@@ -96,7 +96,7 @@ def test_an_unmanaged_service_that_died_is_engine_unavailable_with_the_socket_an
         with pytest.raises(EngineUnavailable) as info:
             env.run(BUSYBOX, ["/bin/true"])
     text = str(info.value)
-    assert url in text and "stopped answering during container create" in text
+    assert url in text and "the service stopped answering during " in text
     assert "podman system service" in info.value.fix and "operation failed" not in text
     # Nothing of this environment is left behind (containers are shared storage: the
     # suite's own service sees them).
