@@ -27,6 +27,8 @@ ENV_ID = "env-unit-session"
 
 
 def _program(command):
+    if command and command[0] == "forever":
+        return None, 0
     return [(STDOUT, ("ran " + " ".join(command) + " password=hunter2\n").encode())], 0
 
 
@@ -148,3 +150,17 @@ def test_static_check_tells_catatonit_from_a_dynamic_binary(tmp_path):
     assert not is_static("/bin/ls")
     (tmp_path / "text").write_text("#!/bin/sh\n")
     assert not is_static(tmp_path / "text")
+
+
+def test_a_timed_out_exec_whose_pid_is_unknown_ends_the_session_never_kill_zero(tmp_path, monkeypatch):
+    killed = []
+    monkeypatch.setattr("sandbox.engine.session.os.kill", lambda pid, sig: killed.append(pid))
+    sb, fake, audit = _session(tmp_path)
+    with sb:
+        with pytest.raises(TimeoutExceeded) as info:
+            sb.exec(["forever"], timeout=0.1)
+        assert info.value.result.timed_out
+        assert killed == [] and "kill" in fake.log  # the sandbox, not our own process group
+        with pytest.raises(TimeoutExceeded):
+            sb.exec(["x"])
+    assert any(d.get("detail", "").startswith("an exec's timeout") for e, d in audit if e == "limit.breach")
