@@ -31,7 +31,7 @@ from sandbox.engine.output import Output, pump
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.runner import Made, SandboxRunner
 from sandbox.engine.session_files import Received, one_file, split, tar_of_bytes, tar_of_dir, unpack
-from sandbox.engine.session_usage import CgroupCounters, exec_usage
+from sandbox.engine.session_usage import CgroupCounters, argv0, exec_usage
 from sandbox.engine.types import CreateRequest, Mount
 from sandbox.engine.users import SWITCH_CAPS, is_root, keep_switch_caps
 from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
@@ -168,26 +168,31 @@ class Session:
     def _confine(self, exec_id: str, reader: threading.Thread, until: float) -> int:
         """The exec's host pid, moved into the sandbox's cgroup (the helper waits for it).
 
-        A created exec that has not started yet also reads "not running", so only a pid,
-        its output having ended (it could not start) or its time running out (0: the
-        caller's timeout handles it) ends the wait."""
+        Podman may name the runtime's setup process first (runc init, which the runtime
+        still moves between cgroups and which may hand over to another pid), so the pid
+        is asked again until it runs the helper; only then is it placed. A created exec
+        that has not started also reads "not running": only that, its output having
+        ended (it could not start) or its time running out (0: the caller's timeout
+        handles it) ends the wait."""
         deadline = time.monotonic() + _PID_WAIT
         while True:
-            state = self._api.exec_inspect(exec_id)
-            if state.pid or not reader.is_alive():
+            pid = self._api.exec_inspect(exec_id).pid
+            if pid and (not self._counters or argv0(pid) == HELPER_TARGET):
                 break
+            if not reader.is_alive():
+                return pid
             if time.monotonic() > until:
                 return 0
             if time.monotonic() > deadline:
                 raise ContainerError("the exec's process did not appear", sandbox=self.name)
-            time.sleep(0.002)
-        if state.pid and self._counters:
+            time.sleep(0.0005)
+        if self._counters:
             try:
-                self._counters.place(state.pid)
+                self._counters.place(pid, HELPER_TARGET)
             except (OSError, CleanroomError) as exc:
-                self._kill(state.pid)
+                self._kill(pid)
                 raise ContainerError(f"confining the exec failed, it did not run: {exc}", sandbox=self.name) from None
-        return state.pid
+        return pid
 
     def _kill(self, pid: int) -> None:
         """The exec's whole process group (the helper made it a session leader); without

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 import time
 
@@ -17,7 +18,7 @@ from sandbox.engine.helpers import HELPER_TARGET, INIT_TARGET, catatonit, is_sta
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.session import Session
 from sandbox.engine.session_files import one_file, split, tar_of_bytes, unpack
-from sandbox.engine.session_usage import exec_usage
+from sandbox.engine.session_usage import CgroupCounters, argv0, exec_usage
 from sandbox.engine.types import Usage
 from sandbox.errors import ContainerError, TimeoutExceeded
 from sandbox.policy import CleanroomConfig
@@ -164,3 +165,27 @@ def test_a_timed_out_exec_whose_pid_is_unknown_ends_the_session_never_kill_zero(
         with pytest.raises(TimeoutExceeded):
             sb.exec(["x"])
     assert any(d.get("detail", "").startswith("an exec's timeout") for e, d in audit if e == "limit.breach")
+
+
+class _FailingDriver:
+    def __init__(self):
+        self.calls = 0
+
+    def place(self, rel, pid):
+        self.calls += 1
+        raise RuntimeError(f"pid {pid} is not in memory:{rel} after placement")
+
+    def read_usage(self, rel):
+        return {}
+
+
+def test_a_failed_placement_check_of_a_process_that_moved_on_is_a_placement():
+    # The helper goes on only once placed: a process no longer running it was placed
+    # (a fast command may have exited before the driver's own check read its cgroups).
+    driver = _FailingDriver()
+    CgroupCounters(driver, "env/sb").place(os.getpid(), waiting="/.cleanroom/helper")
+    assert driver.calls == 1
+    still_waiting = argv0(os.getpid())
+    with pytest.raises(ContainerError, match="after placement"):
+        CgroupCounters(driver, "env/sb").place(os.getpid(), waiting=still_waiting)
+    assert driver.calls == 4  # tried again, then reported every attempt
