@@ -26,6 +26,10 @@ step "a timeout kills the sandbox"
 cleanroom run --policy policies/strict.toml --timeout 1 "$IMG" -- /bin/sleep 30
 echo "exit code: $?"
 
+step "your own code: the example app's unit tests in a sandbox, repository mounted read-only"
+make --no-print-directory -C examples/app test-sandboxed
+echo "exit code: $?"
+
 step "the example app's tests against real PostgreSQL and Redis (policies/ci.toml)"
 report=$(mktemp /tmp/cleanroom-report.XXXXXX.json)
 cleanroom test --policy policies/ci.toml --report "$report" examples/app/tests -q -p no:cacheprovider

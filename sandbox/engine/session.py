@@ -31,7 +31,7 @@ from sandbox.engine.output import Output, errors_redacted, pump
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.runner import Made, SandboxRunner
 from sandbox.engine.session_files import Received, one_file, split, tar_of_bytes, tar_of_dir, unpack
-from sandbox.engine.session_usage import CgroupCounters, exec_usage
+from sandbox.engine.session_usage import CgroupCounters, argv0, exec_usage
 from sandbox.engine.types import CreateRequest, Mount
 from sandbox.engine.users import SWITCH_CAPS, is_root, keep_switch_caps
 from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
@@ -90,10 +90,10 @@ class Session:
             finally:
                 self._runner.audit("session.closed", "Medium", sandbox=self.name, expired=self._expired)
 
-    def _expire(self) -> None:
+    def _expire(self, detail: str = "the session's total time") -> None:
         self._expired = True
         self._runner.audit("limit.breach", "High", sandbox=self.name, limit="timeout", limit_value=self._total,
-                           detail="the session's total time")
+                           detail=detail)
         try:
             self._api.kill_container(self._made.handle.id)
         except CleanroomError as exc:
@@ -134,11 +134,11 @@ class Session:
         stream = self._api.exec_start(exec_id, stdin=stdin)
         try:
             reader = pump(output, stream, f"exec-{self.name}", self.name)
-            pid = self._confine(exec_id)
+            pid = self._confine(exec_id, reader, started + limit)
             reader.join(max(0.0, started + limit - time.monotonic()))
             timed_out = reader.is_alive()
             if timed_out:
-                self._kill(pid)
+                self._kill(pid or self._api.exec_inspect(exec_id).pid)
                 reader.join(10)
             code = self._exit_code(exec_id)
         finally:
@@ -165,26 +165,42 @@ class Session:
     def _keep_caps(self) -> bool:
         return keep_switch_caps(self._runner.config)
 
-    def _confine(self, exec_id: str) -> int:
-        """The exec's host pid, moved into the sandbox's cgroup (the helper waits for it)."""
+    def _confine(self, exec_id: str, reader: threading.Thread, until: float) -> int:
+        """The exec's host pid, moved into the sandbox's cgroup (the helper waits for it).
+
+        Podman may name the runtime's setup process first (runc init, which the runtime
+        still moves between cgroups and which may hand over to another pid), so the pid
+        is asked again until it runs the helper; only then is it placed. A created exec
+        that has not started also reads "not running": only that, its output having
+        ended (it could not start) or its time running out (0: the caller's timeout
+        handles it) ends the wait."""
         deadline = time.monotonic() + _PID_WAIT
         while True:
-            state = self._api.exec_inspect(exec_id)
-            if state.pid or not state.running and state.exit_code is not None:
+            pid = self._api.exec_inspect(exec_id).pid
+            if pid and (not self._counters or argv0(pid) == HELPER_TARGET):
                 break
+            if not reader.is_alive():
+                return pid
+            if time.monotonic() > until:
+                return 0
             if time.monotonic() > deadline:
                 raise ContainerError("the exec's process did not appear", sandbox=self.name)
-            time.sleep(0.002)
-        if state.pid and self._counters:
+            time.sleep(0.0005)
+        if self._counters:
             try:
-                self._counters.place(state.pid)
+                self._counters.place(pid, HELPER_TARGET)
             except (OSError, CleanroomError) as exc:
-                self._kill(state.pid)
+                self._kill(pid)
                 raise ContainerError(f"confining the exec failed, it did not run: {exc}", sandbox=self.name) from None
-        return state.pid
+        return pid
 
     def _kill(self, pid: int) -> None:
-        """The exec's whole process group (the helper made it a session leader)."""
+        """The exec's whole process group (the helper made it a session leader); without
+        its pid, the whole sandbox (never kill(0): that is our own process group)."""
+        if pid <= 0:
+            logger.warning("exec pid unknown: killing the session's sandbox", sandbox=self.name)
+            self._expire("an exec's timeout, whose process could not be found: the session ended")
+            return
         for target in (-pid, pid):
             try:
                 os.kill(target, signal.SIGKILL)

@@ -8,10 +8,23 @@ any confiner exposing a cgroup ``driver`` (place, read_usage) serves. Without on
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from sandbox.engine.types import LimitBreach, SandboxHandle, Usage
+from sandbox.errors import ContainerError
+
+_ATTEMPTS = 3
+
+
+def argv0(pid: int) -> str:
+    """What ``pid`` runs ("" once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read().split(b"\0", 1)[0].decode("utf-8", "replace")
+    except OSError:
+        return ""
 
 
 class CgroupCounters:
@@ -28,8 +41,25 @@ class CgroupCounters:
                 return cls(driver, path)
         return None
 
-    def place(self, pid: int) -> None:
-        self._driver.place(self.rel, pid)
+    def place(self, pid: int, waiting: str) -> None:
+        """Move ``pid`` (running ``waiting``, the helper that waits to be placed) in.
+
+        The driver verifies from the process's own view; a fast command may already have
+        run and exited by then (an exited process shows the root cgroups), so a failed
+        check of a process that is no longer the waiting helper is a placement that
+        worked: the helper goes on only once it sees itself placed. Otherwise it is
+        tried again."""
+        errors = []
+        for _ in range(_ATTEMPTS):
+            try:
+                self._driver.place(self.rel, pid)
+                return
+            except Exception as exc:  # the driver's own error type; all attempts are reported
+                if argv0(pid) != waiting:
+                    return
+                errors.append(str(exc))
+                time.sleep(0.005)
+        raise ContainerError("; ".join(errors))
 
     def read(self) -> dict[str, int]:
         return dict(self._driver.read_usage(self.rel))

@@ -50,6 +50,12 @@ def check_policy(cfg: PolicyConfig) -> list[PolicyWarning]:
     if sp.seccomp_profile not in (None, "default") and sp.security_level in ("High", "Maximum"):
         warn("security_policy.seccomp_profile", f"your own profile replaces cleanroom's hardened one at "
              f"{sp.security_level}: only the denials your file makes apply")
+    broad = [p for p in sp.allowed_mount_paths or [] if p.rstrip("/") in ("", "~") or p in ("/home", "/root")]
+    if broad:
+        warn("security_policy.allowed_mount_paths", f"{broad} lets sandboxes mount the whole host or home "
+             "directory (credentials, SSH keys); list the project directories they need")
+    if sp.allow_writable_mounts:
+        warn("security_policy.allow_writable_mounts", "sandboxes may write to host directories they mount")
     if sp.enable_data_redaction and not sp.enable_builtin_redaction_rules and not sp.redaction_patterns:
         warn("security_policy.redaction_patterns", "redaction is on but has no rules (built-in rules off, no patterns)")
 

@@ -54,12 +54,17 @@ class GenericContainer:
         return ServiceSpec(image=self.image, command=self.command, env=dict(self.env_vars), ports=list(self.ports),
                            writable_paths=self.writable_paths, name=self.name)
 
+    def identity(self) -> dict[str, Any]:
+        """What else, beyond image, command and environment, makes this service what it is
+        (a subclass's one-time initialisation, say): part of the singleton digest."""
+        return {}
+
     def spec_digest(self) -> str:
         """What must match for a running singleton to be reused for this definition."""
         # "network" names how services are wired: a container made under another
         # scheme (one without the environment network) cannot join and is replaced.
         data = {"image": self.image, "command": self.command, "env": self.env_vars, "ports": self.ports,
-                "class": type(self).__name__, "network": "shared-primary+environment"}
+                "class": type(self).__name__, "network": "shared-primary+environment", **self.identity()}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- lifecycle ------------------------------------------------------------------

@@ -15,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from sandbox.errors import ContainerError
 from sandbox.services.generic import SERVICES_IMAGE, GenericContainer
+from sandbox.services.settings import Value, postgres_args, postgres_extensions
 from sandbox.services.wait import AllOf, LogMatches, PortOpen
 
 # Our image runs as container root (so cgroup placement works on v1) and drops to the
@@ -32,9 +33,10 @@ as_pg initdb -D "$D" -U "$POSTGRES_USER" --pwfile=/tmp/.pw -A scram-sha-256 --au
 rm -f /tmp/.pw
 echo "host all all 0.0.0.0/0 scram-sha-256" >> "$D/pg_hba.conf"
 as_pg postgres -D "$D" -c listen_addresses='*' -c unix_socket_directories=/tmp -c fsync=off \
-    -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 &
+    -c synchronous_commit=off -c full_page_writes=off -c max_connections=200 "$@" &
 pid=$!
-until as_pg pg_isready -q -h /tmp; do sleep 0.05; done
+# A server that refused to start (an unknown setting, say) ends the wait at once.
+until as_pg pg_isready -q -h /tmp; do kill -0 "$pid" 2>/dev/null || exit 1; sleep 0.05; done
 as_pg createdb -h /tmp -U "$POSTGRES_USER" "$POSTGRES_DB" 2>/dev/null || true
 echo "cleanroom: postgres ready"
 wait $pid
@@ -48,21 +50,31 @@ def _rows(cursor: Any) -> list[list[str | None]]:
 
 
 class PostgresContainer(GenericContainer):
-    # The default password is 8+ characters: shorter secrets are refused by the redactor.
+    """PostgreSQL. ``settings`` are postgresql.conf parameters given to the server
+    (``{"max_prepared_transactions": 10}``); ``init_sql`` runs once when the container
+    is created (not when a singleton is reused), after ``extensions`` are created in
+    ``db``. All three are part of a singleton's identity: a change gives a new container.
+    The default password is 8+ characters: shorter secrets are refused by the redactor."""
+
     def __init__(self, db: str = "test", user: str = "test", password: str = "test-password",
-                 image: str = SERVICES_IMAGE,
-                 *, port: int = 5432, data_bytes: int = 512 * 1024 * 1024) -> None:
+                 image: str = SERVICES_IMAGE, *, port: int = 5432, data_bytes: int = 512 * 1024 * 1024, settings: dict[str, Value] | None = None,
+                 init_sql: str | list[str] | None = None, extensions: list[str] | None = None) -> None:
         self.db, self.user, self.password = db, user, password
+        self.settings = dict(settings or {})
+        self.extensions = postgres_extensions(extensions)
+        self.init_sql = [init_sql] if isinstance(init_sql, str) else list(init_sql or [])
+        args = postgres_args(self.settings)
         env = {"POSTGRES_DB": db, "POSTGRES_USER": user, "POSTGRES_PASSWORD": password}
         ours = image.startswith("localhost/cleanroom/")
         if ours:
-            command = ["/bin/sh", "-c", _ENTRYPOINT]
+            command = ["/bin/sh", "-c", _ENTRYPOINT, "cleanroom-postgres", *args]
             wait = AllOf(LogMatches(r"cleanroom: postgres ready"), PortOpen(port))
             writable = {"/var/lib/postgresql": data_bytes}
         else:
             # The official image's conventions: its entrypoint reads POSTGRES_*; it logs
             # "ready" twice (once for the init server, once for the real one).
-            command = None
+            # Arguments starting with "-" go to postgres through the entrypoint.
+            command = args or None
             wait = AllOf(LogMatches(r"database system is ready to accept connections", times=2), PortOpen(port))
             writable = {"/var/lib/postgresql/data": data_bytes, "/var/run/postgresql": 1024 * 1024}
         super().__init__(image, command, env=env, ports=[port], wait=wait, writable_paths=writable,
@@ -70,6 +82,29 @@ class PostgresContainer(GenericContainer):
         self.port = port
         self._lock = threading.Lock()
         self._admin: psycopg.Connection | None = None
+        self._initialised = False
+
+    def identity(self) -> dict[str, Any]:
+        return {"init_sql": self.init_sql, "extensions": self.extensions}
+
+    def wait_for_ready(self, timeout: float | None = None) -> PostgresContainer:
+        super().wait_for_ready(timeout)
+        if not self.reused and not self._initialised:
+            self._initialise()
+        return self
+
+    def _initialise(self) -> None:
+        """Extensions, then init_sql: once, on the container that was just created."""
+        try:
+            for name in self.extensions:
+                self.execute_sql(pgsql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(pgsql.Identifier(name)))
+            for statement in self.init_sql:
+                self.execute_sql(statement)
+        except psycopg.Error as exc:
+            # psycopg's text may quote the statement; the caller's redactor masks it again.
+            raise ContainerError(f"PostgreSQL initialisation failed: {type(exc).__name__}: "
+                                 f"{str(exc).splitlines()[0][:300]}", sandbox=self._require().name) from None
+        self._initialised = True
 
     # -- connection details -----------------------------------------------------------
     def connection_params(self, dbname: str | None = None) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import msgspec
@@ -141,3 +143,13 @@ def test_cli_refuses_a_path_outside_the_project_with_exit_2(podman_api):
     proc = cleanroom_cli("run", "--policy", str(STRICT), "-v", "/etc:/etc2", BUSYBOX, "--", "/bin/true")
     assert proc.returncode == 2, proc.stderr
     assert "allowed_mount_paths" in proc.stderr and "outside the allowed paths" in proc.stderr
+
+
+def test_the_example_apps_make_test_sandboxed():
+    # The Makefile target `make demo` shows: the repository mounted read-only, /tmp writable.
+    proc = subprocess.run(["make", "--no-print-directory", "-C", str(REPO / "examples" / "app"), "test-sandboxed",
+                           f"CLEANROOM={sys.executable} -m sandbox.cli"], capture_output=True, text=True,
+                          timeout=180, cwd=REPO)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "3 passed" in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1].startswith("cleanroom: exit 0")

@@ -63,14 +63,20 @@ class _Stream:
 
 
 class _ExecStream:
-    def __init__(self, frames: list[Frame]) -> None:
+    """An exec's output; None as the frames: it runs until the stream is closed."""
+
+    def __init__(self, frames: list[Frame] | None) -> None:
         self.frames = frames
+        self.closed = threading.Event()
 
     def __iter__(self) -> Iterator[Frame]:
+        if self.frames is None:
+            self.closed.wait(10)
+            return
         yield from self.frames
 
     def close(self) -> None:
-        pass
+        self.closed.set()
 
 
 class FakePodman:
@@ -93,6 +99,7 @@ class FakePodman:
         self.build_output: list[str] = []
         self.built: dict[str, dict[str, Any]] = {}
         self.execs: dict[str, dict[str, Any]] = {}
+        self.exec_streams: dict[str, list[_ExecStream]] = {}
         self.archives: dict[tuple[str, str], bytes] = {}  # (container, path) → tar (get_archive serves it back)
         self.stdin_fed: dict[str, bytes] = {}  # container id → what attach fed its stdin
         self.posture_override: Posture | None = None  # what inspect reports instead of the faithful posture
@@ -164,6 +171,8 @@ class FakePodman:
     def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
         self._call("kill")
         self._get(cid).killed.set()
+        for stream in self.exec_streams.get(cid, []):  # its execs end with it
+            stream.close()
 
     def remove_container(self, cid: str) -> None:
         self._call("remove")
@@ -215,8 +224,11 @@ class FakePodman:
         e = self.execs[exec_id]
         if stdin is not None:
             e["stdin"] = stdin if isinstance(stdin, bytes) else stdin.read()
-        frames, e["exit_code"] = self.program(e["command"])
-        return _ExecStream(frames or [])
+        frames, e["exit_code"] = self.program(e["command"][e["command"].index("--") + 1:]
+                                              if "--" in e["command"] else e["command"])
+        stream = _ExecStream(frames)
+        self.exec_streams.setdefault(e["cid"], []).append(stream)
+        return stream
 
     def exec_inspect(self, exec_id: str) -> ExecState:
         e = self.execs[exec_id]

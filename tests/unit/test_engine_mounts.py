@@ -18,6 +18,7 @@ from sandbox.engine.spec import build_spec
 from sandbox.engine.types import Mount
 from sandbox.errors import PolicyError
 from sandbox.policy import CleanroomConfig
+from sandbox.policy.check import check_policy
 
 
 def _config(**security) -> CleanroomConfig:
@@ -163,3 +164,10 @@ def test_stdin_is_fed_through_attach_only_when_the_request_opens_it(tmp_path):
     runner.run(runner.request("img", ["/bin/cat"], stdin=True), stdin=b"data")
     runner.run(runner.request("img", ["/bin/cat"]), stdin=b"ignored")
     assert list(fake.stdin_fed.values()) == [b"data"]
+
+
+def test_policy_check_warns_about_broad_and_writable_mounts():
+    keys = {w.key for w in check_policy(_config(allowed_mount_paths=["/", "."], allow_writable_mounts=True))}
+    assert {"cleanroom.security_policy.allowed_mount_paths", "cleanroom.security_policy.allow_writable_mounts"} <= keys
+    quiet = {w.key for w in check_policy(_config(allowed_mount_paths=["."]))}
+    assert not {k for k in quiet if "mount" in k}

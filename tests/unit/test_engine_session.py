@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 import time
 
@@ -17,7 +18,7 @@ from sandbox.engine.helpers import HELPER_TARGET, INIT_TARGET, catatonit, is_sta
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.session import Session
 from sandbox.engine.session_files import one_file, split, tar_of_bytes, unpack
-from sandbox.engine.session_usage import exec_usage
+from sandbox.engine.session_usage import CgroupCounters, argv0, exec_usage
 from sandbox.engine.types import Usage
 from sandbox.errors import ContainerError, TimeoutExceeded
 from sandbox.policy import CleanroomConfig
@@ -27,6 +28,8 @@ ENV_ID = "env-unit-session"
 
 
 def _program(command):
+    if command and command[0] == "forever":
+        return None, 0
     return [(STDOUT, ("ran " + " ".join(command) + " password=hunter2\n").encode())], 0
 
 
@@ -148,3 +151,41 @@ def test_static_check_tells_catatonit_from_a_dynamic_binary(tmp_path):
     assert not is_static("/bin/ls")
     (tmp_path / "text").write_text("#!/bin/sh\n")
     assert not is_static(tmp_path / "text")
+
+
+def test_a_timed_out_exec_whose_pid_is_unknown_ends_the_session_never_kill_zero(tmp_path, monkeypatch):
+    killed = []
+    monkeypatch.setattr("sandbox.engine.session.os.kill", lambda pid, sig: killed.append(pid))
+    sb, fake, audit = _session(tmp_path)
+    with sb:
+        with pytest.raises(TimeoutExceeded) as info:
+            sb.exec(["forever"], timeout=0.1)
+        assert info.value.result.timed_out
+        assert killed == [] and "kill" in fake.log  # the sandbox, not our own process group
+        with pytest.raises(TimeoutExceeded):
+            sb.exec(["x"])
+    assert any(d.get("detail", "").startswith("an exec's timeout") for e, d in audit if e == "limit.breach")
+
+
+class _FailingDriver:
+    def __init__(self):
+        self.calls = 0
+
+    def place(self, rel, pid):
+        self.calls += 1
+        raise RuntimeError(f"pid {pid} is not in memory:{rel} after placement")
+
+    def read_usage(self, rel):
+        return {}
+
+
+def test_a_failed_placement_check_of_a_process_that_moved_on_is_a_placement():
+    # The helper goes on only once placed: a process no longer running it was placed
+    # (a fast command may have exited before the driver's own check read its cgroups).
+    driver = _FailingDriver()
+    CgroupCounters(driver, "env/sb").place(os.getpid(), waiting="/.cleanroom/helper")
+    assert driver.calls == 1
+    still_waiting = argv0(os.getpid())
+    with pytest.raises(ContainerError, match="after placement"):
+        CgroupCounters(driver, "env/sb").place(os.getpid(), waiting=still_waiting)
+    assert driver.calls == 4  # tried again, then reported every attempt

@@ -70,8 +70,8 @@ static int confined(void) {
 }
 
 static void wait_confined(void) {
-    struct timespec pause = {0, 2000000};
-    for (int i = 0; i < 5000; i++) {
+    struct timespec pause = {0, 500000};  /* 0.5 ms: the engine places it within milliseconds */
+    for (int i = 0; i < 20000; i++) {
         if (confined()) return;
         nanosleep(&pause, NULL);
     }
