@@ -38,9 +38,14 @@ def cli() -> None:
 @click.option("-w", "--workdir", default=None, metavar="DIR", help="Working directory of the command.")
 @click.option("-u", "--user", default=None, metavar="USER", help="User (name or uid[:gid]) the command runs as.")
 @click.option("-i", "--interactive", is_flag=True, help="Feed this process's stdin to the command, then EOF.")
+@click.option("--monitor", is_flag=True, help="Sample usage and alert on the policy's thresholds (enable_monitoring).")
+@click.option("--alert-webhook", "alert_webhooks", multiple=True, metavar="URL",
+              help="With monitoring: POST each alert to URL as JSON (start_alerting).")
+@click.option("--trace", is_flag=True, help="OpenTelemetry spans of the run (enable_tracing): OTLP or a file.")
 @click.argument("image")
 @click.argument("command", nargs=-1, required=True)
-def run(policy, env, env_vars, secrets, timeout, as_json, volumes, workdir, user, interactive, image, command) -> None:
+def run(policy, env, env_vars, secrets, timeout, as_json, volumes, workdir, user, interactive, monitor, alert_webhooks,
+        trace, image, command) -> None:
     """Run COMMAND in a confined sandbox of IMAGE; exit with its code.
 
     Example: cleanroom run --policy policies/strict.toml IMAGE -- /bin/sh -c 'echo hi'
@@ -52,7 +57,9 @@ def run(policy, env, env_vars, secrets, timeout, as_json, volumes, workdir, user
     if not command:
         raise click.UsageError("missing COMMAND after IMAGE --")
     sys.exit(run_main(policy, env, env_vars, secrets, timeout, as_json, image, command,
-                      RunOptions(volumes=list(volumes), workdir=workdir, user=user, interactive=interactive)))
+                      RunOptions(volumes=list(volumes), workdir=workdir, user=user, interactive=interactive,
+                                 monitor=monitor or bool(alert_webhooks), alert_webhooks=list(alert_webhooks),
+                                 trace=trace)))
 
 
 @cli.command()

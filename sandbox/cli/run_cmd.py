@@ -79,12 +79,19 @@ class RunOptions(msgspec.Struct, kw_only=True):
     workdir: str | None = None
     user: str | None = None
     interactive: bool = False
+    # The Python API's enable_monitoring / start_alerting / enable_tracing, from the command line.
+    monitor: bool = False
+    alert_webhooks: list[str] = msgspec.field(default_factory=list)
+    trace: bool = False
 
 
 def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command,
              options: RunOptions | None = None) -> int:
     options = options or RunOptions()
     config = load_config(policy, env)
+    if options.monitor or options.trace:
+        config = config.with_changes(enable_monitoring=config.enable_monitoring or options.monitor,
+                                     enable_tracing=config.enable_tracing or options.trace)
     try:
         mounts = [parse_volume(v) for v in options.volumes]
     except PolicyError as exc:
@@ -115,6 +122,8 @@ def run_main(policy, env, env_vars, secrets, timeout, as_json, image, command,
         with env_obj:
             for name, value in secret_values.items():
                 env_obj.add_secret(value, name)
+            if options.alert_webhooks:
+                env_obj.start_alerting(options.alert_webhooks)
             result = env_obj.run(
                 image, command, env=sandbox_env, timeout=timeout,
                 on_stdout=None if as_json else out, on_stderr=None if as_json else err,

@@ -57,7 +57,8 @@ class PostgresContainer(GenericContainer):
     The default password is 8+ characters: shorter secrets are refused by the redactor."""
 
     def __init__(self, db: str = "test", user: str = "test", password: str = "test-password",
-                 image: str = SERVICES_IMAGE, *, port: int = 5432, data_bytes: int = 512 * 1024 * 1024, settings: dict[str, Value] | None = None,
+                 image: str = SERVICES_IMAGE, *, port: int = 5432, data_bytes: int = 512 * 1024 * 1024,
+                 settings: dict[str, Value] | None = None,
                  init_sql: str | list[str] | None = None, extensions: list[str] | None = None) -> None:
         self.db, self.user, self.password = db, user, password
         self.settings = dict(settings or {})

@@ -225,3 +225,32 @@ def test_container_startup_time_threshold_fires_once_per_crossing(tmp_path):
     startup = [a for a in alerts if a["threshold"] == "max_container_startup_time"]
     assert [a["state"] for a in startup] == ["firing"]  # the second start is still over: no new alert
     assert first.sandbox in startup[0]["message"] and startup[0]["value"] > 0.001
+
+
+def test_the_cli_mirrors_monitoring_alerting_and_tracing(tmp_path):
+    """cleanroom run --monitor/--alert-webhook/--trace do what enable_monitoring,
+    start_alerting and enable_tracing do in Python."""
+    import os
+    import subprocess
+    import sys
+
+    from podman_helpers import REPO
+
+    pol = tmp_path / "p.toml"
+    pol.write_text('[cleanroom.performance_monitoring]\nmetrics_interval = 0.2\n'
+                   '[cleanroom.performance_monitoring.thresholds]\nmax_memory_usage_bytes = "16MiB"\n')
+    with Receiver() as hook:
+        env = {**os.environ, "OTEL_EXPORTER_OTLP_ENDPOINT": hook.url, "CLEANROOM_AUDIT_DIR": str(tmp_path / "audit")}
+        proc = subprocess.run(
+            [sys.executable, "-m", "sandbox.cli", "run", "--policy", str(pol), "--alert-webhook", hook.url + "/alerts",
+             "--trace", BUSYBOX, "--", "/bin/sh", "-c",
+             "dd if=/dev/zero of=/tmp/fill bs=1M count=40 2>/dev/null; sleep 1; rm /tmp/fill; sleep 1; echo done"],
+            capture_output=True, text=True, cwd=REPO, env=env, timeout=120)
+        assert proc.returncode == 0 and proc.stdout == "done\n", proc.stderr
+        assert hook.wait_for(lambda posts: sum(p == "/alerts" for p, _ in posts) >= 2
+                             and any(s.name == "environment" for s in _spans([x for x in posts if x[0] == "/v1/traces"])))
+        alerts = [json.loads(body)["state"] for path, body in hook.posts if path == "/alerts"]
+        traces = [(path, body) for path, body in hook.posts if path == "/v1/traces"]
+    assert alerts == ["firing", "resolved"]
+    names = {s.name for s in _spans(traces)}
+    assert {"environment", "sandbox"} <= names and PHASES <= names, names
