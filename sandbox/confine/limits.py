@@ -75,6 +75,35 @@ def prune_records(live_env_ids: set[str]) -> list[str]:
     return dropped
 
 
+# Environment cgroups this process closed but had to keep: a singleton still ran in them.
+_KEPT: set[str] = set()
+_KEPT_LOCK = threading.Lock()
+
+
+def _remove_env_cgroup(driver: CgroupDriver, env_rel: str) -> bool:
+    """Remove an environment's cgroup and its sandboxes' (those no process is in);
+    False when something still runs there (a kept singleton) and it stays."""
+    kept = False
+    for name in driver.children(env_rel):
+        rel = f"{env_rel}/{name}"
+        if driver.tasks(rel):
+            kept = True  # a singleton kept running on purpose; prune takes it once it stops
+            continue
+        try:
+            driver.remove(rel, timeout=2)
+        except CgroupError:
+            kept = True
+    if kept:
+        return False
+    try:
+        driver.remove(env_rel)
+        (records_dir() / f"{env_rel}.json").unlink(missing_ok=True)
+    except CgroupError as exc:
+        logger.warning("environment cgroup left behind (prune removes it)", error=str(exc))
+        return False
+    return True
+
+
 class _Tracked:
     def __init__(self, handle: SandboxHandle, rel: str, limits: dict[str, Any]) -> None:
         self.handle = handle
@@ -195,23 +224,17 @@ class CgroupConfiner(ConfinerBase):
     def close(self) -> None:
         self._stop.set()
         self._sampler.join(timeout=2)
-        kept = False
-        for name in self.driver.children(self.env_rel):
-            rel = f"{self.env_rel}/{name}"
-            if self.driver.tasks(rel):
-                kept = True  # a singleton kept running on purpose; prune takes it once it stops
-                continue
-            try:
-                self.driver.remove(rel, timeout=2)
-            except CgroupError:
-                kept = True
-        if kept:
-            return
-        try:
-            self.driver.remove(self.env_rel)
-            (records_dir() / f"{self.env_rel}.json").unlink(missing_ok=True)
-        except CgroupError as exc:
-            logger.warning("environment cgroup left behind (prune removes it)", error=str(exc))
+        if not _remove_env_cgroup(self.driver, self.env_rel):
+            with _KEPT_LOCK:
+                _KEPT.add(self.env_rel)  # a singleton runs in it on purpose
+        # Environments this process closed earlier whose singletons have since been
+        # removed (replaced by a later definition) left empty cgroups: sweep them now.
+        with _KEPT_LOCK:
+            earlier = sorted(_KEPT - {self.env_rel})
+        for env_rel in earlier:
+            if _remove_env_cgroup(self.driver, env_rel):
+                with _KEPT_LOCK:
+                    _KEPT.discard(env_rel)
 
     # -- usage ----------------------------------------------------------------------
     def _fill_usage(self, t: _Tracked, final: bool = False) -> None:

@@ -245,3 +245,18 @@ def test_waiting_is_bounded_by_the_startup_timeout(made):
     with pytest.raises(ResourceLimitExceeded) as info:
         c.before_create(request("second"))
     assert 0.25 <= time.monotonic() - t0 < 2 and "after waiting 0.3 s" in str(info.value)
+
+
+def test_a_kept_environment_cgroup_goes_once_its_singleton_is_gone(tmp_path):
+    driver = FakeDriver()
+    noop = lambda *a, **k: None  # noqa: E731
+    first = CgroupConfiner(policy(), driver, environment_id="env-first", audit=noop)
+    first.before_create(request("singleton"))
+    first.after_init(handle("singleton"))  # a kept singleton: its process stays after close
+    first.close()
+    assert "env-first" in driver.dirs  # kept on purpose while the singleton runs
+    driver.procs.pop("env-first/singleton")  # replaced later: its container is gone
+    second = CgroupConfiner(policy(), driver, environment_id="env-second", audit=noop)
+    second.close()
+    assert "env-first" not in driver.dirs and "env-first/singleton" not in driver.dirs
+    assert "env-second" not in driver.dirs
