@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from podman_helpers import BUSYBOX, REPO, cleanroom_cli, containers_with_label
+from podman_helpers import BUSYBOX, REPO, assert_sigterm_removes_its_container, cleanroom_cli, containers_with_label
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, ContainerError, TimeoutExceeded
 from sandbox.engine.ownership import LABEL_OWNER_PID
@@ -78,16 +78,7 @@ def test_sigterm_cleans_up_its_own_sandbox(podman_api, tmp_path):
         "            on_stdout=lambda t: (sys.stdout.write(t), sys.stdout.flush()))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        assert proc.stdout.readline().strip() == "started"
-        mine = f"{LABEL_OWNER_PID}={proc.pid}"
-        assert len(containers_with_label(podman_api, mine)) == 1
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
-        assert containers_with_label(podman_api, mine) == []
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    assert_sigterm_removes_its_container(proc, podman_api, "started")
 
 
 def test_result_is_separate_streams_with_duration(strict_env):

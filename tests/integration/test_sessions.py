@@ -4,18 +4,16 @@ in and out, a limit hit in one exec reported for that exec only, timeouts, SIGTE
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import subprocess
 import sys
 import time
 
 import msgspec
 import pytest
-from podman_helpers import BUSYBOX, REPO, SERVICES, containers_with_label
+from podman_helpers import BUSYBOX, REPO, SERVICES, assert_sigterm_removes_its_container, containers_with_label
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, ContainerError, Mount, PolicyError, TimeoutExceeded
-from sandbox.engine.ownership import LABEL_ENV, LABEL_OWNER_PID
+from sandbox.engine.ownership import LABEL_ENV
 
 STRICT = REPO / "policies" / "strict.toml"
 
@@ -154,14 +152,4 @@ with CleanroomEnvironment(CleanroomConfig.from_file(sys.argv[1]), audit_dir=sys.
 def test_sigterm_closes_a_session(tmp_path, podman_api):
     proc = subprocess.Popen([sys.executable, "-c", _SIGTERM_SCRIPT, str(STRICT), str(tmp_path / "audit")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
-        mine = f"{LABEL_OWNER_PID}={proc.pid}"
-        assert len(containers_with_label(podman_api, mine)) == 1
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=20)
-        assert containers_with_label(podman_api, mine) == []
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+    assert_sigterm_removes_its_container(proc, podman_api, "ready")
