@@ -30,6 +30,20 @@ _PT_INTERP = 3
 _lock = threading.Lock()
 
 
+def command_request(argv: list[str], env: dict[str, str] | None = None) -> bytes:
+    """What ``cleanroom-helper -R`` reads on stdin before the command's own stdin:
+    "CRR1", a big-endian length, then NUL-terminated strings (argument count, the
+    arguments, NAME=VALUE entries)."""
+    if not argv:
+        raise ContainerError("no command to hand to the sandbox")
+    fields = [str(len(argv)), *argv, *(f"{k}={v}" for k, v in (env or {}).items())]
+    for field in fields:
+        if "\0" in field:
+            raise ContainerError("a command argument or environment value contains a NUL byte")
+    payload = b"".join(f.encode() + b"\0" for f in fields)
+    return b"CRR1" + struct.pack(">I", len(payload)) + payload
+
+
 def is_static(path: str | os.PathLike[str]) -> bool:
     """True for an ELF executable without a program interpreter (no dynamic loader)."""
     try:

@@ -9,6 +9,7 @@
  * needs to contain anything.
  *
  *   cleanroom-helper [-W] [-s] [-k] [-u USER[:GROUP]] -- COMMAND [ARGS...]
+ *   cleanroom-helper -R [-k] [-u USER[:GROUP]]
  *
  *   -W  wait (at most 10 s) until this process sits in the sandbox's cgroups, i.e.
  *       every line of /proc/1/cgroup naming cleanroom's subtree is also in
@@ -19,6 +20,11 @@
  *       the uid when the user is only a number), with the user's supplementary groups
  *   -k  keep CAP_SETUID and CAP_SETGID; otherwise they are dropped before the command
  *       runs (the engine adds them only so that this helper can switch users)
+ *   -R  receive the command on stdin instead (a warm pool's sandbox waits here, already
+ *       confined, until it is taken): "CRR1", a 32-bit big-endian length, then that many
+ *       bytes of NUL-terminated strings: the argument count, the arguments, then
+ *       NAME=VALUE entries added to the environment. What follows on stdin is the
+ *       command's own stdin. End of file before a whole request: exit 125, nothing run.
  *
  * Exit codes: 125 the helper failed, 126 the command is not executable, 127 not found.
  */
@@ -34,6 +40,7 @@
 #include <unistd.h>
 
 #define MAX_GROUPS 64
+#define MAX_REQUEST (1 << 20)
 
 static void die(const char *what, const char *detail) {
     fprintf(stderr, "cleanroom-helper: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
@@ -193,26 +200,68 @@ static void drop_switch_caps(void) {
     if (syscall(SYS_capset, &hdr, data) != 0) die("capset", strerror(errno));
 }
 
+/* Exactly n bytes from fd 0, unbuffered: whatever follows belongs to the command. */
+static int read_exact(unsigned char *buf, size_t n) {
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(0, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+/* The command sent on stdin (see -R): its argv, with its environment entries set. */
+static char **receive(void) {
+    unsigned char head[8];
+    if (read_exact(head, sizeof head) != 0) die("stdin ended before a command arrived; nothing was run", NULL);
+    if (memcmp(head, "CRR1", 4) != 0) die("not a command request on stdin", NULL);
+    size_t len = ((size_t)head[4] << 24) | ((size_t)head[5] << 16) | ((size_t)head[6] << 8) | head[7];
+    if (len == 0 || len > MAX_REQUEST) die("command request of a wrong size", NULL);
+    char *buf = malloc(len + 1);
+    if (!buf) die("out of memory", NULL);
+    if (read_exact((unsigned char *)buf, len) != 0) die("stdin ended inside the command request", NULL);
+    buf[len] = '\0';
+    char *end = buf + len, *p = buf;
+    long count;
+    if (!numeric(p, &count) || count < 1 || count > 65536) die("command request without a command", NULL);
+    p += strlen(p) + 1;
+    char **args = calloc((size_t)count + 1, sizeof *args);
+    if (!args) die("out of memory", NULL);
+    for (long i = 0; i < count; i++) {
+        if (p >= end) die("command request cut short", NULL);
+        args[i] = p;
+        p += strlen(p) + 1;
+    }
+    for (; p < end; p += strlen(p) + 1)
+        if (strchr(p, '=') && putenv(p) != 0) die("putenv", strerror(errno));
+    return args;
+}
+
 int main(int argc, char **argv) {
-    int wait = 0, new_session = 0, keep = 0;
+    int wait = 0, new_session = 0, keep = 0, receiving = 0;
     char *user = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "+Wsku:")) != -1) {
+    while ((opt = getopt(argc, argv, "+WskRu:")) != -1) {
         switch (opt) {
         case 'W': wait = 1; break;
         case 's': new_session = 1; break;
         case 'k': keep = 1; break;
+        case 'R': receiving = 1; break;
         case 'u': user = optarg; break;
-        default: die("usage: cleanroom-helper [-W] [-s] [-k] [-u USER[:GROUP]] -- COMMAND [ARGS...]", NULL);
+        default: die("usage: cleanroom-helper [-W] [-s] [-k] [-R] [-u USER[:GROUP]] [-- COMMAND [ARGS...]]", NULL);
         }
     }
-    if (optind >= argc) die("no command given", NULL);
+    char **command = argv + optind;
+    if (receiving) command = receive();
+    else if (optind >= argc) die("no command given", NULL);
     if (wait) wait_confined();
     if (new_session) setsid();
     if (user) switch_user(user);
     if (!keep) drop_switch_caps();
-    execvp(argv[optind], argv + optind);
+    execvp(command[0], command);
     int code = errno == ENOENT ? 127 : 126;
-    fprintf(stderr, "cleanroom-helper: %s: %s\n", argv[optind], strerror(errno));
+    fprintf(stderr, "cleanroom-helper: %s: %s\n", command[0], strerror(errno));
     return code;
 }
