@@ -23,6 +23,7 @@ from sandbox.engine.libpod import LibpodAPI
 from sandbox.engine.networks import EnvironmentNetwork
 from sandbox.engine.output import redact_again
 from sandbox.engine.ownership import owner_labels
+from sandbox.engine.pool import SandboxPool
 from sandbox.engine.results import RunResult
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.session import Session
@@ -116,6 +117,8 @@ class CleanroomEnvironment(ObservabilityMethods):
                                      unconfined=unconfined)
         self._services = ServiceRegistry(ServiceLauncher(self._runner, self._network, self.add_secret),
                                          self.record_metric)
+        if self.config.pool.size:
+            self._start_pool()
         self._opened = True
         self._observe.open(self._runner, self._confiners, self._api.ping)
         self._audit("environment.opened", "Minimal", environment=self.id,
@@ -123,6 +126,15 @@ class CleanroomEnvironment(ObservabilityMethods):
         self._audit("policy.applied", "Medium", digest=self.config.digest(), controls=controls_snapshot(self.config))
         logger.info("environment opened", environment=self.id, engine=self._api.url)
         return self
+
+    def _start_pool(self) -> None:
+        # A member and one more place for the caller's own sandboxes and services.
+        budget = next((c for c in self._confiners if isinstance(c, CgroupConfiner)), None)
+        pool = SandboxPool(self._runner, self.config.pool.size, room=lambda: budget is None or budget.room_for(2),
+                           prepare=lambda image: self.images.ensure(image, None))
+        self._runner.pool = pool
+        for image in self.config.pool.images:
+            pool.want(self._runner.request(image))
 
     def close(self) -> None:
         """Remove everything this environment made, within resource_limits.resource_cleanup_timeout;
@@ -158,6 +170,8 @@ class CleanroomEnvironment(ObservabilityMethods):
 
     def _remove_everything(self) -> None:
         # Containers first: their cgroups can only go once no process is left in them.
+        if self._runner is not None and self._runner.pool is not None:
+            self._runner.pool.close()
         if self._services is not None:
             self._services.close()
         cleanup.run_all(owner=self.id)
@@ -307,7 +321,7 @@ class CleanroomEnvironment(ObservabilityMethods):
 
     def _kill_sandbox(self, name: str) -> None:
         try:
-            self._api.kill_container(name)
+            self._api.kill_container(self._runner.aliases.get(name, name))
         except CleanroomError as exc:  # already gone: nothing left to stop
             logger.debug("kill of a timed-out test's sandbox", sandbox=name, error=str(exc))
 

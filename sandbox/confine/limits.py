@@ -317,6 +317,12 @@ class CgroupConfiner(ConfinerBase):
                 out.append((t.handle, usage))
         return out
 
+    def room_for(self, count: int) -> bool:
+        """True when ``count`` more containers fit within max_container_count now."""
+        with self._lock:
+            in_use = len(self._live) + len(self._pending)
+        return in_use + count <= self.config.resource_limits.max_container_count
+
     def report(self) -> dict[str, Any]:
         """Current use against each budget of the environment."""
         rl = self.config.resource_limits

@@ -84,6 +84,12 @@ class AttachStream(Protocol):
         """Never raises: the connection may already be gone with the service."""
 
 
+class HeldAttach(AttachStream, Protocol):
+    """An attach whose stdin stays open until ``feed`` sends it, then end of file."""
+
+    def feed(self, stdin: StdinSource, *, prefix: bytes = b"") -> None: ...
+
+
 class PodmanAPI(Protocol):
     url: str
     restarts: int  # times the service was restarted under this API (streams opened before are gone)
@@ -106,6 +112,9 @@ class PodmanAPI(Protocol):
     def attach(self, cid: str, *, stdin: StdinSource | None = None) -> AttachStream:
         """Output frames from before start; with ``stdin``, also feeds it, then closes the
         command's stdin (the container must have been created with stdin open)."""
+    def attach_held(self, cid: str) -> HeldAttach:
+        """Output frames from before start; the command's stdin stays open (nothing is
+        sent) until ``feed``."""
     def start_container(self, cid: str, *, timeout: float) -> None: ...
     def inspect_container(self, cid: str, *, posture: bool = False) -> ContainerInfo:
         """``posture=True`` also reads the isolation Podman set up (``ContainerInfo.posture``)."""

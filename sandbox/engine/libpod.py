@@ -203,6 +203,9 @@ class LibpodAPI(SessionCalls, ImageCalls):
     def _attach_stdin(self, cid: str, stdin: StdinSource) -> UpgradedAttach:
         return upgraded(self.url, attach_path(cid), "attach with stdin", self._redact, stdin=stdin)
 
+    def attach_held(self, cid: str) -> UpgradedAttach:
+        return upgraded(self.url, attach_path(cid), "attach with stdin", self._redact)
+
     def start_container(self, cid: str, *, timeout: float) -> None:
         self._request("post", f"/containers/{cid}/start", "start", timeout=timeout, runtime=True)
 

@@ -20,6 +20,7 @@ LABEL_OWNER_HOST = "io.cleanroom.owner-host"
 LABEL_KIND = "io.cleanroom.kind"
 LABEL_NAME = "io.cleanroom.name"
 LABEL_SINGLETON = "io.cleanroom.singleton"
+LABEL_POOL = "io.cleanroom.pool"  # a warm pool member (its value: the options it was made for)
 
 
 def _start_time(pid: int) -> str:

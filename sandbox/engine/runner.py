@@ -13,20 +13,19 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import msgspec
 from loguru import logger
 
 from sandbox.engine import cleanup
 from sandbox.engine.api import AttachStream, PodmanAPI, StdinSource
 from sandbox.engine.exits import exit_status
-from sandbox.engine.mounts import check_mounts, engine_sockets
+from sandbox.engine.helpers import command_request
 from sandbox.engine.output import Output, errors_redacted, pump, redact_text
 from sandbox.engine.posture import KernelReader, differences, read_kernel_view, read_seccomp_profile
+from sandbox.engine.request_spec import spec_for
 from sandbox.engine.results import RunResult, audit_records
-from sandbox.engine.spec import build_spec
-from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NetworkAttachment, NoObserver, SandboxHandle
+from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NoObserver, SandboxHandle
 from sandbox.engine.users import as_user, keep_switch_caps, moves_processes
-from sandbox.errors import CleanroomError, ContainerError, NetworkPolicyViolation, PolicyError, TimeoutExceeded
+from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
 
 _DRAIN_SECONDS = 10.0  # how long the output reader may take to drain after a timeout kill
 
@@ -56,6 +55,8 @@ class SandboxRunner:
         self._kernel_view = kernel_view  # None only where there is no kernel to ask (unit tests)
         self.unconfined = unconfined  # set when the environment runs without cgroup limits, by choice
         self.observer = NoObserver()  # any StageObserver: told when each stage begins (monitoring, tracing)
+        self.pool: Any = None  # a SandboxPool (sandbox.engine.pool) when the policy asks for one
+        self.aliases: dict[str, str] = {}  # name a run asked with → the pool member running it
 
     @property
     def startup_timeout(self) -> float:
@@ -77,8 +78,12 @@ class SandboxRunner:
             on_stdout: Callable[[str], None] | None = None,
             on_stderr: Callable[[str], None] | None = None, stdin: StdinSource | None = None) -> RunResult:
         """``stdin`` (bytes or a binary file) is fed to the command, then end of file
-        (the request must have ``stdin=True``)."""
+        (the request must have ``stdin=True``). With a warm pool, a waiting member made
+        for the same options runs it; otherwise a sandbox is made for it."""
         with errors_redacted(self.redactor):
+            member = self.pool.take(request) if self.pool is not None else None
+            if member is not None:
+                return self._run_warm(request, member, timeout, on_stdout, on_stderr, stdin)
             return self._run(request, timeout, on_stdout, on_stderr, stdin)
 
     def _run(self, request: CreateRequest, timeout: float | None, on_stdout: Callable[[str], None] | None,
@@ -86,62 +91,108 @@ class SandboxRunner:
         limit = float(timeout if timeout is not None else self.config.test_execution_timeout)
         started = time.monotonic()
         made = self.create(request)
-        self.audit("sandbox.command", "High", sandbox=request.name, command=self._redacted(request.command))
-        output = Output(self.redactor, on_stdout, on_stderr)
+        output = self._output(request, made.handle, on_stdout, on_stderr)
         stream: AttachStream | None = None
         generation = self.api.restarts
         try:
             self.observer.stage(request.name, "start")
             stream, reader = self._attach(made.handle, output, stdin if request.stdin else None)
             self._start(made.handle, output, reader)
-            self.observer.stage(request.name, "run")
-            timed_out = self._collect(made.handle, reader, started + limit)
-            self.observer.stage(request.name, "wait")
-            exit_code = exit_status(self.api, made.handle)
-            if self.api.restarts != generation:  # the stream ended with the old service, not the sandbox
-                output.lost = output.lost or "the service was restarted"
-            output.close()
-            self._each("after_exit", made.handle)
+            timed_out, exit_code = self._await(made.handle, output, reader, started + limit, generation)
         finally:
             try:
                 self.dispose(made)
             finally:
                 if stream is not None:
                     stream.close()
+        return self._result(request, made.handle, output, exit_code, timed_out, time.monotonic() - started, limit)
+
+    def _run_warm(self, request: CreateRequest, member: Any, timeout: float | None,
+                  on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None,
+                  stdin: StdinSource | None) -> RunResult:
+        """A pool member runs it: the command goes down the waiting helper's stdin, then
+        the run's own stdin; the member is removed in the background afterwards."""
+        limit = float(timeout if timeout is not None else self.config.test_execution_timeout)
+        started = time.monotonic()
+        handle = member.made.handle
+        self.aliases[request.name] = handle.id  # a test's timeout kills it by the name it asked with
+        output = self._output(request, handle, on_stdout, on_stderr)
+        generation = self.api.restarts
+        try:
+            for stage in ("create", "start"):
+                self.observer.stage(handle.name, stage)
+            member.stream.feed(stdin if stdin is not None else b"",
+                               prefix=command_request(member.program(request), request.env))
+            reader = pump(output, member.stream, f"attach-{handle.name}", handle.name)
+            self.audit("sandbox.started", "Minimal", sandbox=handle.name)
+            timed_out, exit_code = self._await(handle, output, reader, started + limit, generation)
+        finally:
+            self.aliases.pop(request.name, None)
+            self.pool.dispose(member)
+        return self._result(request, handle, output, exit_code, timed_out, time.monotonic() - started, limit,
+                            removed=False)
+
+    def _output(self, request: CreateRequest, handle: SandboxHandle, on_stdout: Callable[[str], None] | None,
+                on_stderr: Callable[[str], None] | None) -> Output:
+        self.audit("sandbox.command", "High", sandbox=handle.name, command=self._redacted(request.command))
+        return Output(self.redactor, on_stdout, on_stderr)
+
+    def _await(self, handle: SandboxHandle, output: Output, reader: threading.Thread, deadline: float,
+               generation: int) -> tuple[bool, int]:
+        """collect → exit → final figures: (timed out, exit code)."""
+        self.observer.stage(handle.name, "run")
+        timed_out = self._collect(handle, reader, deadline)
+        self.observer.stage(handle.name, "wait")
+        exit_code = exit_status(self.api, handle)
+        if self.api.restarts != generation:  # the stream ended with the old service, not the sandbox
+            output.lost = output.lost or "the service was restarted"
+        output.close()
+        self._each("after_exit", handle)
+        return timed_out, exit_code
+
+    def _result(self, request: CreateRequest, handle: SandboxHandle, output: Output, exit_code: int,
+                timed_out: bool, duration: float, limit: float, *, removed: bool = True) -> RunResult:
+        """The verdict, audited; ``removed=False``: its removal is audited when it happens."""
         if output.lost:
-            self.audit("sandbox.lost", "Minimal", sandbox=request.name, reason=output.lost)
+            self.audit("sandbox.lost", "Minimal", sandbox=handle.name, reason=output.lost)
             raise ContainerError(f"the output stream broke off ({output.lost}): the Podman service stopped while "
                                  "the sandbox ran, so its output and exit are incomplete; it was removed",
-                                 sandbox=request.name, last_output=output.tail())
-        result = self._verdict(request, made.handle, output, exit_code, timed_out, time.monotonic() - started)
-        for event, level, data in audit_records(result):
+                                 sandbox=handle.name, last_output=output.tail())
+        result = RunResult(
+            sandbox=handle.name, image=request.image, command=self._redacted(request.command), exit_code=exit_code,
+            stdout=output.stdout.text(), stderr=output.stderr.text(), duration_seconds=duration, usage=handle.usage,
+            redactions=output.counts(), timed_out=timed_out, oom_killed=handle.usage.oom_kills > 0,
+            breaches=list(handle.breaches), truncated=output.truncated, confine_seconds=handle.confine_seconds,
+            unconfined=self.unconfined)
+        for event, level, data in audit_records(result)[0 if removed else 1:]:
             self.audit(event, level, **data)
         if timed_out:
-            self.audit("limit.breach", "High", sandbox=request.name, limit="timeout", limit_value=limit)
-            exc = TimeoutExceeded("sandbox command", limit, sandbox=request.name,
-                                  last_output=output.tail())
+            self.audit("limit.breach", "High", sandbox=handle.name, limit="timeout", limit_value=limit)
+            exc = TimeoutExceeded("sandbox command", limit, sandbox=handle.name, last_output=output.tail())
             exc.result = result  # type: ignore[attr-defined]
             raise exc
         return result
 
     # -- stages ------------------------------------------------------------------------------
-    def create(self, request: CreateRequest) -> Made:
-        """create → init → confine: the command has not run when this returns."""
+    def create(self, request: CreateRequest, *, observed: bool = True) -> Made:
+        """create → init → confine: the command has not run when this returns.
+        ``observed=False`` (a warm pool's member, made ahead) tells the observer nothing."""
+        stage = (self.observer if observed else NoObserver()).stage
         if moves_processes(self.confiners):
             request = as_user(self.api, request, keep_switch_caps(self.config))
         self._each("before_create", request)
-        self.observer.stage(request.name, "create")
+        stage(request.name, "create")
         try:
-            spec = self._spec(request)
+            spec = spec_for(self.config, request, self.audit, self.api.url)
             cid = self.api.create_container(spec, timeout=self.startup_timeout)
             handle = SandboxHandle(id=cid, name=request.name, limits=dict(request.limits),
                                    network_mode=spec["netns"]["nsmode"])
             made = Made(handle, cleanup.register(f"container {request.name}", lambda: self.api.remove_container(cid),
                                                   self.environment_id))
             try:
-                self.observer.stage(handle.name, "init")
+                stage(handle.name, "init")
                 self._init(handle, spec)
-                self.observer.stage(handle.name, "confine")
+                stage(handle.name, "confine")
                 self._confine(handle)
             except BaseException:
                 self.dispose(made)
@@ -153,28 +204,6 @@ class SandboxRunner:
         if handle.facts:
             self.audit("sandbox.confined", "Medium", sandbox=request.name, **handle.facts)
         return made
-
-    def _spec(self, request: CreateRequest) -> dict[str, Any]:
-        network = request.network
-        if isinstance(network, NetworkAttachment):
-            network = (network.name, list(network.aliases))
-        try:
-            mounts = check_mounts(self.config, request.mounts, sockets=engine_sockets(self.api.url))
-        except PolicyError as exc:
-            self.audit("mount.refused", "High", sandbox=request.name, reason=str(exc))
-            raise
-        if mounts:
-            self.audit("sandbox.mounts", "Medium", sandbox=request.name, mounts=msgspec.to_builtins(mounts))
-        try:
-            return build_spec(self.config, request.image, request.command, env=request.env, labels=request.labels,
-                              name=request.name, ports=request.ports or None, network=network,
-                              writable_paths=request.writable_paths, user=request.user, mounts=mounts,
-                              workdir=request.workdir, stdin=request.stdin, system_mounts=request.system_mounts,
-                              extra_caps=request.extra_caps, entrypoint=request.entrypoint,
-                              clock=request.kind == "sandbox")
-        except NetworkPolicyViolation as exc:
-            self.audit("network.refused", "High", sandbox=request.name, reason=str(exc))
-            raise
 
     def _init(self, handle: SandboxHandle, spec: dict[str, Any]) -> None:
         """init, then the posture check: the process exists, its command has not run."""
@@ -223,16 +252,6 @@ class SandboxRunner:
         self._kill(handle)
         reader.join(_DRAIN_SECONDS)
         return True
-
-    def _verdict(self, request: CreateRequest, handle: SandboxHandle, output: Output, exit_code: int,
-                 timed_out: bool, duration: float) -> RunResult:
-        return RunResult(
-            sandbox=handle.name, image=request.image, command=self._redacted(request.command), exit_code=exit_code,
-            stdout=output.stdout.text(), stderr=output.stderr.text(), duration_seconds=duration, usage=handle.usage,
-            redactions=output.counts(), timed_out=timed_out, oom_killed=handle.usage.oom_kills > 0,
-            breaches=list(handle.breaches), truncated=output.truncated, confine_seconds=handle.confine_seconds,
-            unconfined=self.unconfined,
-        )
 
     def dispose(self, made: Made, *, read_usage: bool = False) -> None:
         """Remove the container, then release its confinement and forget the cleanup step.

@@ -51,7 +51,16 @@ class UpgradedAttach:
         self._sock = sock
         self._reader = sock.makefile("rb")
         if stdin is not None:
-            threading.Thread(target=self._feed, args=(stdin,), name="attach-stdin", daemon=True).start()
+            self.feed(stdin)
+
+    def feed(self, stdin: bytes | BinaryIO, *, prefix: bytes = b"") -> None:
+        """Send ``prefix`` now, then ``stdin`` from a thread, then end of file (once only)."""
+        if prefix:
+            self._sock.sendall(prefix)
+        if isinstance(stdin, bytes | bytearray) and not stdin:
+            self._shut_write()  # nothing more to send: no thread needed
+            return
+        threading.Thread(target=self._feed, args=(stdin,), name="attach-stdin", daemon=True).start()
 
     def _feed(self, stdin: bytes | BinaryIO) -> None:
         try:
@@ -60,10 +69,13 @@ class UpgradedAttach:
         except OSError as exc:  # the command exited without reading it all: not an error of ours
             logger.debug("stdin feed ended early", error=type(exc).__name__)
         finally:
-            try:
-                self._sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                pass
+            self._shut_write()
+
+    def _shut_write(self) -> None:
+        try:
+            self._sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
 
     def __iter__(self) -> Iterator[Frame]:
         return read_frames(self._reader.read)
@@ -97,7 +109,8 @@ def exec_start_path(exec_id: str) -> str:
 def open_upgraded(socket_path: str, path: str, *, body: bytes = b"", stdin: bytes | BinaryIO | None = None,
                   timeout: float) -> UpgradedAttach:
     """POST ``path`` (attach, or exec start with its JSON body) on its own connection and
-    return the raw stream; ``stdin``, when given, is fed and then closed."""
+    return the raw stream; ``stdin``, when given, is fed and then closed (otherwise
+    it stays open until ``feed``)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)

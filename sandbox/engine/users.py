@@ -47,9 +47,12 @@ def as_user(api: PodmanAPI, request: CreateRequest, keep_caps: bool) -> CreateRe
     if not program:
         return request  # nothing to run: Podman's own error says so
     flags = ["-u", user, *(["-k"] if keep_caps else []), "--"]
+    mounts = request.system_mounts
+    if all(m.target != HELPER_TARGET for m in mounts):  # a pool member has it already
+        mounts = [*mounts, helper_mount()]
     return msgspec.structs.replace(
         request, user="0", entrypoint=[HELPER_TARGET, *flags], command=program,
-        system_mounts=[*request.system_mounts, helper_mount()], extra_caps=[*request.extra_caps, *SWITCH_CAPS])
+        system_mounts=mounts, extra_caps=[*request.extra_caps, *SWITCH_CAPS])
 
 
 def keep_switch_caps(policy: object) -> bool:

@@ -34,6 +34,7 @@ _ER = "tests/integration/test_engine_run.py::"
 _OB = "tests/integration/test_observe.py::"
 _RR = "tests/integration/test_run_report.py::"
 _MT = "tests/integration/test_mounts.py::"
+_PL = "tests/integration/test_pool.py::"
 
 EFFECTS: dict[str, Effect] = {
     "enable_singleton_containers": Effect(
@@ -262,6 +263,16 @@ EFFECTS: dict[str, Effect] = {
         "are refused before any network call; empty: no pulls",
         ("tests/integration/test_images.py::test_a_refused_registry_is_refused_before_any_network_call",
          "tests/integration/test_images.py::test_pull_with_progress_and_the_digest")),
+    "pool.size": Effect(
+        "a warm pool: that many sandboxes per image and run options are kept made, confined and waiting in "
+        "cleanroom-helper; a run takes one (its command becomes the sandbox's first program), which is removed "
+        "afterwards and never reused; refilled in the background, leaving one place of max_container_count free",
+        (_PL + "test_a_pooled_run_is_a_new_members_first_and_only_program_and_the_member_goes",
+         _PL + "test_pooled_runs_are_confined_filtered_and_redacted_like_cold_ones",
+         _PL + "test_the_pool_stays_within_the_container_budget")),
+    "pool.images": Effect(
+        "images whose pools are filled when the environment opens (others fill after their first run)",
+        (_PL + "test_close_removes_waiting_members_and_their_cgroups",)),
 }
 
 NOT_ENFORCED: dict[str, str] = {
@@ -313,8 +324,9 @@ def write_readme(path: str = "README.md") -> None:
         text = fh.read()
     begin, end = "<!-- policy-keys:begin -->\n", "<!-- policy-keys:end -->"
     head, rest = text.split(begin, 1)
+    updated = head + begin + markdown_table() + end + rest.split(end, 1)[1]  # before the file is truncated
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(head + begin + markdown_table() + end + rest.split(end, 1)[1])
+        fh.write(updated)
 
 
 if __name__ == "__main__":

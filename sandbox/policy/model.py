@@ -135,6 +135,14 @@ class PerformanceMonitoring(_Base):
     thresholds: Thresholds = msgspec.field(default_factory=Thresholds)
 
 
+class PoolPolicy(_Base):
+    """A warm pool: sandboxes made ahead (created, confined, started in cleanroom-helper,
+    waiting for their command), per image and run options, each used once."""
+
+    size: Annotated[int, Meta(ge=0, le=64)] = 0  # waiting sandboxes per image and options; 0: off
+    images: list[str] = msgspec.field(default_factory=list)  # filled when the environment opens
+
+
 class PolicyConfig(_Base):
     """The ``[cleanroom]`` table's fields; ``sandbox.policy.config.CleanroomConfig`` adds
     the ways to make one (from a file, from text, the default)."""
@@ -152,6 +160,7 @@ class PolicyConfig(_Base):
     resource_limits: ResourceLimits = msgspec.field(default_factory=ResourceLimits)
     security_policy: SecurityPolicy = msgspec.field(default_factory=SecurityPolicy)
     performance_monitoring: PerformanceMonitoring = msgspec.field(default_factory=PerformanceMonitoring)
+    pool: PoolPolicy = msgspec.field(default_factory=PoolPolicy)
     # Where it came from; set by the loader, never read from TOML (the loader refuses them).
     source_file: str | None = None
     environment: str | None = None  # the overlay applied
@@ -187,6 +196,7 @@ SUBTABLES: dict[str, type[msgspec.Struct]] = {
     "security_policy.redaction_rules": RedactionRule,
     "performance_monitoring": PerformanceMonitoring,
     "performance_monitoring.thresholds": Thresholds,
+    "pool": PoolPolicy,
 }
 ORIGIN_FIELDS = {"source_file", "environment"}
 

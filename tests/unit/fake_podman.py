@@ -62,6 +62,36 @@ class _Stream:
         self.closed = True
 
 
+def decode_request(data: bytes) -> list[str]:
+    """The argv of a cleanroom-helper -R request (what the helper itself would exec)."""
+    assert data[:4] == b"CRR1", data[:8]
+    fields = data[8:8 + int.from_bytes(data[4:8], "big")].split(b"\0")[:-1]
+    count = int(fields[0])
+    return [f.decode() for f in fields[1:1 + count]]
+
+
+class _HeldStream(_Stream):
+    """An attach whose stdin waits for ``feed``: the container runs the program of the
+    command sent down it (a warm pool member's helper execs that command)."""
+
+    def __init__(self, fake: FakePodman, c: _Container) -> None:
+        super().__init__(fake, c)
+        self.fed = threading.Event()
+        self.argv: list[str] | None = None
+
+    def feed(self, stdin: Any, *, prefix: bytes = b"") -> None:
+        self._fake.stdin_fed[self._c.id] = stdin if isinstance(stdin, bytes) else stdin.read()
+        self.argv = decode_request(prefix)
+        self._c.frames, code = self._fake.program(self.argv)
+        if self._c.frames is not None:
+            self._c.exit_code = code
+        self.fed.set()
+
+    def __iter__(self) -> Iterator[Frame]:
+        self.fed.wait(10)
+        return super().__iter__()
+
+
 class _ExecStream:
     """An exec's output; None as the frames: it runs until the stream is closed."""
 
@@ -148,6 +178,10 @@ class FakePodman:
         if stdin is not None:
             self.stdin_fed[cid] = stdin if isinstance(stdin, bytes) else stdin.read()
         return _Stream(self, self._get(cid))
+
+    def attach_held(self, cid: str) -> _HeldStream:
+        self._call("attach_held")
+        return _HeldStream(self, self._get(cid))
 
     def start_container(self, cid: str, *, timeout: float) -> None:
         self._call("start")

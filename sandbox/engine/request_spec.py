@@ -1,0 +1,36 @@
+"""A create request, judged and translated: its mounts checked against the policy
+(refusals audited), then the libpod spec built (network refusals audited)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from sandbox.engine.mounts import check_mounts, engine_sockets
+from sandbox.engine.spec import build_spec
+from sandbox.engine.types import AuditFn, CreateRequest, NetworkAttachment
+from sandbox.errors import NetworkPolicyViolation, PolicyError
+
+
+def spec_for(config: Any, request: CreateRequest, audit: AuditFn, engine_url: str) -> dict[str, Any]:
+    network = request.network
+    if isinstance(network, NetworkAttachment):
+        network = (network.name, list(network.aliases))
+    try:
+        mounts = check_mounts(config, request.mounts, sockets=engine_sockets(engine_url))
+    except PolicyError as exc:
+        audit("mount.refused", "High", sandbox=request.name, reason=str(exc))
+        raise
+    if mounts:
+        audit("sandbox.mounts", "Medium", sandbox=request.name, mounts=msgspec.to_builtins(mounts))
+    try:
+        return build_spec(config, request.image, request.command, env=request.env, labels=request.labels,
+                          name=request.name, ports=request.ports or None, network=network,
+                          writable_paths=request.writable_paths, user=request.user, mounts=mounts,
+                          workdir=request.workdir, stdin=request.stdin, system_mounts=request.system_mounts,
+                          extra_caps=request.extra_caps, entrypoint=request.entrypoint,
+                          clock=request.kind == "sandbox")
+    except NetworkPolicyViolation as exc:
+        audit("network.refused", "High", sandbox=request.name, reason=str(exc))
+        raise
