@@ -115,6 +115,7 @@ class CleanroomEnvironment(ObservabilityMethods):
                                      audit=self._audit, confiners=self._confiners,
                                      labels=lambda kind, name: owner_labels(self.id, kind, name),
                                      unconfined=unconfined)
+        self._runner.images = self._images
         self._services = ServiceRegistry(ServiceLauncher(self._runner, self._network, self.add_secret),
                                          self.record_metric)
         if self.config.pool.size:
@@ -170,8 +171,10 @@ class CleanroomEnvironment(ObservabilityMethods):
 
     def _remove_everything(self) -> None:
         # Containers first: their cgroups can only go once no process is left in them.
-        if self._runner is not None and self._runner.pool is not None:
-            self._runner.pool.close()
+        if self._runner is not None:
+            if self._runner.pool is not None:
+                self._runner.pool.close()
+            self._runner.drain()  # removals of finished sandboxes still under way
         if self._services is not None:
             self._services.close()
         cleanup.run_all(owner=self.id)

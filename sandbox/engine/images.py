@@ -13,6 +13,7 @@ import io
 import os
 import re
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from sandbox.engine.types import AuditFn
 from sandbox.errors import ContainerError, ContainerNotFound, PolicyError
 
 _KEY = "cleanroom.security_policy.allowed_registries"
+_RECENT_SECONDS = 1.0
 _DIGEST = re.compile(r"@(sha256:[0-9a-f]{64})$")
 
 
@@ -130,12 +132,31 @@ class Images:
         self._policy = policy
         self._audit = audit
         self._redact = redact
+        self._recent: dict[str, tuple[float, ImageConfig]] = {}
+
+    def image_config(self, reference: str) -> ImageConfig:
+        """The image's config, looked up at most once per ``_RECENT_SECONDS``: a run asks
+        twice (is it here? whose USER?), and a tight loop of runs asks for the same image;
+        an image removed meanwhile makes the create fail with Podman's own error."""
+        now = time.monotonic()
+        hit = self._recent.get(reference)
+        if hit is not None and now - hit[0] < _RECENT_SECONDS:
+            return hit[1]
+        image = self._api.image_config(reference)
+        if len(self._recent) > 64:
+            self._recent.clear()
+        self._recent[reference] = (now, image)
+        return image
 
     def ensure(self, reference: str, progress: Callable[[PullProgress], None] | None = None) -> None:
         """Nothing when the image is local (a pinned digest checked); else pull it."""
-        if self._api.image_exists(reference):
+        try:
+            image = self.image_config(reference)
+        except ContainerNotFound:
+            pass
+        else:
             if _DIGEST.search(reference):
-                self._check_digest(reference, self._api.image_config(reference))
+                self._check_digest(reference, image)
             return
         if registry_of(reference) == "localhost":
             raise ContainerNotFound(f"image {reference} not found in this user's Podman storage (localhost names are "
@@ -150,6 +171,7 @@ class Images:
             self._audit("image.refused", "High", reference=reference, reason=str(exc))
             raise
         folded = _Progress(reference, progress)
+        self._recent.pop(reference, None)
         self._api.pull_image(reference, tls_verify=tls_verify, on_event=folded.event)
         image = self._api.image_config(reference)
         self._check_digest(reference, image)
@@ -179,6 +201,7 @@ class Images:
 
         # RUN steps get the policy's network: none unless the policy allows egress.
         network = "none" if network_mode(self._policy) == "none" else None
+        self._recent.pop(tag, None)
         self._api.build_image(data, containerfile=containerfile, tag=tag, network=network, on_line=line)
         image = self._api.image_config(tag)
         self._audit("image.built", "Medium", tag=tag, image_id=image.id, context_bytes=len(data))

@@ -63,7 +63,6 @@ class SandboxPool:
         self._idle: dict[str, list[Member]] = {}
         self._wanted: dict[str, CreateRequest] = {}
         self._closed = False
-        self._disposals: list[threading.Thread] = []
         self.made = 0  # members created so far (for tests and the bench)
         self._thread = threading.Thread(target=self._fill_loop, name="cleanroom-pool", daemon=True)
         self._thread.start()
@@ -93,22 +92,15 @@ class SandboxPool:
             self._runner.audit("pool.taken", "Medium", sandbox=member.made.handle.name)
             return member
         if member is not None:  # nothing to run: the cold path gives Podman's own error
-            self.dispose(member)
+            self._runner.dispose_later(member.made, member.stream)
         return None
-
-    def dispose(self, member: Member) -> None:
-        """Remove a used (or unusable) member off the caller's path."""
-        thread = threading.Thread(target=self._remove, args=(member,), name="cleanroom-pool-remove", daemon=True)
-        with self._cond:
-            self._disposals = [t for t in self._disposals if t.is_alive()] + [thread]
-        thread.start()
 
     def idle(self) -> int:
         with self._cond:
             return sum(len(m) for m in self._idle.values())
 
     def close(self, timeout: float = 30.0) -> None:
-        """Stop filling and remove every waiting member; wait for removals under way."""
+        """Stop filling and remove every waiting member (the runner's drain waits for used ones)."""
         with self._cond:
             self._closed = True
             waiting = [m for members in self._idle.values() for m in members]
@@ -117,10 +109,6 @@ class SandboxPool:
         self._thread.join(timeout)
         for member in waiting:
             self._remove(member)
-        with self._cond:
-            disposals = list(self._disposals)
-        for thread in disposals:
-            thread.join(timeout)
 
     # -- the background side -------------------------------------------------------------
     def _eligible(self, request: CreateRequest) -> bool:

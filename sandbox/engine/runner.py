@@ -21,6 +21,7 @@ from sandbox.engine.exits import exit_status
 from sandbox.engine.helpers import command_request
 from sandbox.engine.output import Output, errors_redacted, pump, redact_text
 from sandbox.engine.posture import KernelReader, differences, read_kernel_view, read_seccomp_profile
+from sandbox.engine.removal import BackgroundRemoval
 from sandbox.engine.request_spec import spec_for
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NoObserver, SandboxHandle
@@ -37,7 +38,7 @@ class Made:
         self.handle, self.token = handle, token
 
 
-class SandboxRunner:
+class SandboxRunner(BackgroundRemoval):
     """Runs the sandboxes of one environment through one ``PodmanAPI``; services are
     made by the same ``create`` and ``dispose`` (see ``ServiceLauncher``)."""
 
@@ -57,6 +58,7 @@ class SandboxRunner:
         self.observer = NoObserver()  # any StageObserver: told when each stage begins (monitoring, tracing)
         self.pool: Any = None  # a SandboxPool (sandbox.engine.pool) when the policy asks for one
         self.aliases: dict[str, str] = {}  # name a run asked with → the pool member running it
+        self.images: Any = None  # the environment's Images: image configs looked up once for a burst of runs
 
     @property
     def startup_timeout(self) -> float:
@@ -77,9 +79,8 @@ class SandboxRunner:
     def run(self, request: CreateRequest, *, timeout: float | None = None,
             on_stdout: Callable[[str], None] | None = None,
             on_stderr: Callable[[str], None] | None = None, stdin: StdinSource | None = None) -> RunResult:
-        """``stdin`` (bytes or a binary file) is fed to the command, then end of file
-        (the request must have ``stdin=True``). With a warm pool, a waiting member made
-        for the same options runs it; otherwise a sandbox is made for it."""
+        """``stdin`` (bytes or a binary file) is fed to the command, then end of file (the request must
+        have ``stdin=True``). A warm pool's member made for the same options runs it, if one waits."""
         with errors_redacted(self.redactor):
             member = self.pool.take(request) if self.pool is not None else None
             if member is not None:
@@ -94,18 +95,17 @@ class SandboxRunner:
         output = self._output(request, made.handle, on_stdout, on_stderr)
         stream: AttachStream | None = None
         generation = self.api.restarts
+        finished = False
         try:
             self.observer.stage(request.name, "start")
             stream, reader = self._attach(made.handle, output, stdin if request.stdin else None)
             self._start(made.handle, output, reader)
             timed_out, exit_code = self._await(made.handle, output, reader, started + limit, generation)
+            finished = not (timed_out or output.lost)
         finally:
-            try:
-                self.dispose(made)
-            finally:
-                if stream is not None:
-                    stream.close()
-        return self._result(request, made.handle, output, exit_code, timed_out, time.monotonic() - started, limit)
+            self.settle(made, stream, finished, exit_code if finished else None)
+        return self._result(request, made.handle, output, exit_code, timed_out, time.monotonic() - started, limit,
+                            removed=not finished)
 
     def _run_warm(self, request: CreateRequest, member: Any, timeout: float | None,
                   on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None,
@@ -118,6 +118,7 @@ class SandboxRunner:
         self.aliases[request.name] = handle.id  # a test's timeout kills it by the name it asked with
         output = self._output(request, handle, on_stdout, on_stderr)
         generation = self.api.restarts
+        finished = False
         try:
             for stage in ("create", "start"):
                 self.observer.stage(handle.name, stage)
@@ -126,11 +127,12 @@ class SandboxRunner:
             reader = pump(output, member.stream, f"attach-{handle.name}", handle.name)
             self.audit("sandbox.started", "Minimal", sandbox=handle.name)
             timed_out, exit_code = self._await(handle, output, reader, started + limit, generation)
+            finished = not (timed_out or output.lost)
         finally:
             self.aliases.pop(request.name, None)
-            self.pool.dispose(member)
+            self.settle(member.made, member.stream, finished, exit_code if finished else None)
         return self._result(request, handle, output, exit_code, timed_out, time.monotonic() - started, limit,
-                            removed=False)
+                            removed=not finished)
 
     def _output(self, request: CreateRequest, handle: SandboxHandle, on_stdout: Callable[[str], None] | None,
                 on_stderr: Callable[[str], None] | None) -> Output:
@@ -179,7 +181,7 @@ class SandboxRunner:
         ``observed=False`` (a warm pool's member, made ahead) tells the observer nothing."""
         stage = (self.observer if observed else NoObserver()).stage
         if moves_processes(self.confiners):
-            request = as_user(self.api, request, keep_switch_caps(self.config))
+            request = as_user(self.images or self.api, request, keep_switch_caps(self.config))
         self._each("before_create", request)
         stage(request.name, "create")
         try:
@@ -270,7 +272,6 @@ class SandboxRunner:
                 cleanup.done(made.token)
             self.observer.stage(made.handle.name, "done")
 
-    # -- helpers ---------------------------------------------------------------------------
     def _each(self, hook: str, arg: Any) -> None:
         for confiner in self.confiners:
             getattr(confiner, hook)(arg)

@@ -158,6 +158,8 @@ class FakePodman:
         return reference not in self.missing_images
 
     def image_config(self, reference: str) -> ImageConfig:
+        if reference in self.missing_images and reference not in self.images:
+            raise ContainerNotFound(f"no such image {reference}")
         return self.images.get(reference, ImageConfig(id="sha256:fake", cmd=["/bin/sh"]))
 
     def create_container(self, spec: dict[str, Any], *, timeout: float) -> str:

@@ -3,6 +3,8 @@ failure, timeouts, redaction of what reaches the user."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from fake_podman import FakePodman
 
@@ -74,6 +76,7 @@ def test_a_run_goes_through_every_stage_in_order():
     runner, fake, log, audit, _ = make()
     result = runner.run(runner.request("img", ["/bin/echo", "hi"]))
     assert result.exit_code == 0 and result.stdout == "/bin/echo hi\n"
+    runner.drain()  # a finished sandbox is removed in the background
     order = [e for e in log if e in ("create", "init", "confine.after_init", "attach", "start", "remove")]
     assert order == ["create", "init", "confine.after_init", "attach", "start", "remove"]
     assert log.index("confine.after_exit") < log.index("remove")
@@ -81,7 +84,22 @@ def test_a_run_goes_through_every_stage_in_order():
     assert fake.containers == {} and pending_cleanups() == []
     events = [e for e, _ in audit]
     assert events[:3] == ["sandbox.created", "sandbox.command", "sandbox.started"]
-    assert events.index("sandbox.removed") < events.index("sandbox.verdict") == len(events) - 1
+    assert events.count("sandbox.verdict") == 1 and events.count("sandbox.removed") == 1
+
+
+def test_a_finished_run_returns_before_its_container_is_removed_and_drain_waits_for_it():
+    runner, fake, log, audit, confiner = make()
+    release = threading.Event()
+    remove = fake.remove_container
+    fake.remove_container = lambda cid: (release.wait(5), remove(cid))
+    result = runner.run(runner.request("img", ["/bin/echo", "hi"]))
+    assert result.stdout == "/bin/echo hi\n"
+    assert len(fake.containers) == 1  # still there: the caller did not wait for the removal
+    assert "sandbox.removed" not in [e for e, _ in audit]
+    release.set()
+    runner.drain()
+    assert fake.containers == {} and "confine.release" in log and pending_cleanups() == []
+    assert [d for e, d in audit if e == "sandbox.removed"] == [{"sandbox": result.sandbox, "exit_code": 0}]
 
 
 @pytest.mark.parametrize("step", ["create", "init", "attach", "start"])

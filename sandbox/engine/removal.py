@@ -1,0 +1,64 @@
+"""Removing a finished sandbox off the caller's path.
+
+Once a run's output, exit code and final usage are read, nothing the caller gets
+depends on the container any more, so its removal (Podman's rm, then the confiners'
+release) runs on a small thread pool: a run returns ~20 ms sooner. A failed or
+timed-out run is still removed before its error leaves (the runner does that
+itself). The removal stays registered with ``cleanup`` until done, so SIGTERM and
+the environment's close still cover it; ``drain`` waits for those under way.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from loguru import logger
+
+from sandbox.errors import CleanroomError
+
+_WORKERS = 4
+
+
+class BackgroundRemoval:
+    """Mixed into ``SandboxRunner``: ``dispose_later`` and ``drain``."""
+
+    audit: Any
+    dispose: Any
+    _removals: ThreadPoolExecutor | None = None
+
+    def settle(self, made: Any, stream: Any, finished: bool, exit_code: int | None) -> None:
+        """A finished run's container goes in the background; a failed one now, before
+        its error leaves."""
+        if finished:
+            self.dispose_later(made, stream, exit_code)
+            return
+        try:
+            self.dispose(made)
+        finally:
+            if stream is not None:
+                stream.close()
+
+    def dispose_later(self, made: Any, stream: Any = None, exit_code: int | None = None) -> None:
+        if self._removals is None:
+            self._removals = ThreadPoolExecutor(_WORKERS, thread_name_prefix="cleanroom-remove")
+        self._removals.submit(self._remove_now, made, stream, exit_code)
+
+    def _remove_now(self, made: Any, stream: Any, exit_code: int | None) -> None:
+        name = made.handle.name
+        try:
+            self.dispose(made)
+            self.audit("sandbox.removed", "Minimal", sandbox=name, exit_code=exit_code)
+        except CleanroomError as exc:  # still registered with cleanup: close or prune retries
+            logger.warning("sandbox removal failed", sandbox=name, error=str(exc))
+        except Exception as exc:  # a pool thread must not die silently
+            logger.exception("sandbox removal failed", sandbox=name, error=str(exc))
+        finally:
+            if stream is not None:
+                stream.close()
+
+    def drain(self) -> None:
+        """Wait for every removal under way (the environment's close calls this first)."""
+        removals, self._removals = self._removals, None
+        if removals is not None:
+            removals.shutdown(wait=True)
