@@ -163,8 +163,11 @@ class SandboxRunner:
         except PolicyError as exc:
             self.audit("mount.refused", "High", sandbox=request.name, reason=str(exc))
             raise
-        if mounts:
-            self.audit("sandbox.mounts", "Medium", sandbox=request.name, mounts=msgspec.to_builtins(mounts))
+        # cleanroom's own writable mounts (an attachment's, e.g. coverage data) are audited with the user's.
+        internal = [m for m in request.system_mounts if not m.read_only]
+        if mounts or internal:
+            self.audit("sandbox.mounts", "Medium", sandbox=request.name, mounts=msgspec.to_builtins(mounts),
+                       **({"internal": msgspec.to_builtins(internal)} if internal else {}))
         try:
             return build_spec(self.config, request.image, request.command, env=request.env, labels=request.labels,
                               name=request.name, ports=request.ports or None, network=network,
