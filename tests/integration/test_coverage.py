@@ -77,3 +77,28 @@ def test_a_function_run_only_inside_a_sandbox_shows_as_covered_at_its_host_path(
     mounts = next(x["data"] for x in records if x["event"] == "sandbox.mounts")
     assert mounts["internal"] == [{"source": str(out), "target": "/cleanroom-coverage", "read_only": False}]
     assert mounts["mounts"] == [{"source": str(app), "target": "/app", "read_only": True}]
+
+
+SESSION_TEST = '''
+def test_in_a_session(cleanroom):
+    # The project is at /project only because coverage tracking put it there.
+    with cleanroom.session("localhost/cleanroom/python:bookworm", workdir="/project") as box:
+        r = box.exec(["python3", "-c", "import calc; print(calc.double(4))"])
+    assert (r.exit_code, r.stdout.strip()) == (0, "8"), r.stderr
+'''
+
+
+def test_a_session_exec_is_measured_at_the_attachments_project_mount(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "calc.py").write_text("def double(x):\n    y = x * 2\n    return y\n\n\ndef unused():\n    return 0\n")
+    (project / "test_session.py").write_text(SESSION_TEST)
+    (project / "cleanroom.toml").write_text("[cleanroom]\nenable_coverage_tracking = true\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CLEANROOM_AUDIT_DIR": str(tmp_path / "audit")}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--rootdir={project}",
+                        "--cleanroom-coverage-report", "xml", "test_session.py"],
+                       cwd=project, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    combined = CoverageData(basename=str(project / ".cleanroom-coverage" / ".coverage"))
+    combined.read()
+    assert set(combined.lines(str(project / "calc.py"))) == {1, 2, 3, 6}  # def lines, and double's body; not unused's
