@@ -18,10 +18,11 @@ from sandbox.audit.recent import RecentEvents
 from sandbox.confine import CgroupConfiner, confiners_for
 from sandbox.engine import cleanup
 from sandbox.engine.api import StdinSource
-from sandbox.engine.attachment import Attachment, attach
+from sandbox.engine.attachment import Attachment, attach, refuse_unsafe
 from sandbox.engine.images import Images, PullProgress
 from sandbox.engine.launcher import ServiceLauncher
 from sandbox.engine.libpod import LibpodAPI
+from sandbox.engine.mounts import engine_sockets
 from sandbox.engine.networks import EnvironmentNetwork
 from sandbox.engine.output import redact_again
 from sandbox.engine.ownership import owner_labels
@@ -291,6 +292,8 @@ class CleanroomEnvironment(ObservabilityMethods):
         """Internal (the pytest plugin's coverage): ``attachment``'s variables and mounts go into
         every sandbox this environment runs from now on (None: no longer); ``on_sandbox`` is told
         each request. Not for user mounts: those go through ``mounts=`` and the policy."""
+        if attachment is not None:
+            refuse_unsafe(attachment, engine_sockets(self._require_open().api.url))
         self._attachment = (attachment, on_sandbox) if attachment is not None else None
 
     def _attached(self, request: CreateRequest) -> CreateRequest:

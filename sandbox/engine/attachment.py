@@ -7,14 +7,20 @@ under ``enable_coverage_tracking``), never by a policy, ``env.run(mounts=...)`` 
 the request's ``system_mounts``, the one place a mount may be writable without
 ``allow_writable_mounts`` (spec.py keeps ``read_only`` as given there), so they are in
 the create body and the posture check holds the container to them; the runner audits
-every writable one (``sandbox.mounts``, ``internal``).
+every writable one (``sandbox.mounts``, ``internal``). Not judged by the policy's paths,
+they are still refused when they would expose the host's root or the engine's socket.
 """
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
 import msgspec
 
 from sandbox.engine.types import CreateRequest, Mount
+from sandbox.errors import PolicyError
 
 # Variables that are search paths: the attachment's entries go first, the request's after.
 _PATH_LIKE = frozenset({"PYTHONPATH"})
@@ -27,6 +33,19 @@ class Attachment(msgspec.Struct, frozen=True, kw_only=True):
     name: str
     env: dict[str, str] = msgspec.field(default_factory=dict)
     mounts: list[Mount] = msgspec.field(default_factory=list)
+
+
+def refuse_unsafe(attachment: Attachment, sockets: Iterable[str]) -> None:
+    """Not judged by allowed_mount_paths, an attachment's mounts still never hand a sandbox
+    the host's root or a directory holding the Podman API socket (read-only does not stop a
+    connect: a sandbox with that socket controls the engine)."""
+    sockets = [Path(s) for s in sockets]
+    for mount in attachment.mounts:
+        real = Path(os.path.realpath(mount.source))
+        if real == Path("/") or any(s == real or s.is_relative_to(real) for s in sockets):
+            raise PolicyError(f"cleanroom's {attachment.name} mount of {mount.source} at {mount.target} is refused: "
+                              "it is the host's root directory or holds the Podman API socket; run from a project "
+                              "directory that holds neither")
 
 
 def merged_env(ours: dict[str, str], theirs: dict[str, str]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from fake_podman import FakePodman
 
 import sandbox.environment as environment_module
 from sandbox import CleanroomEnvironment
-from sandbox.engine.attachment import Attachment, attach
+from sandbox.engine.attachment import Attachment, attach, refuse_unsafe
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.spec import build_spec
 from sandbox.engine.types import CreateRequest, Mount
@@ -138,6 +138,21 @@ def test_user_mounts_stay_under_the_policy_while_coverage_is_attached(fake_env, 
     spec = fake_env.specs[-1]
     assert _binds(spec)["/project"] == (str(tmp_path / "work"), "ro")
     assert _binds(spec)["/cleanroom-coverage"] == (str(coverage_run.data_dir), "rw")
+
+
+def test_an_attachment_never_mounts_the_host_root_or_the_engine_socket(fake_env, tmp_path):
+    holder = tmp_path / "run" / "podman"
+    holder.mkdir(parents=True)
+    sock = str(holder / "podman.sock")
+    for source in (str(tmp_path / "run"), str(holder)):
+        with pytest.raises(PolicyError, match="Podman API socket"):
+            refuse_unsafe(Attachment(name="coverage", mounts=[Mount(source, "/project")]), [sock])
+    refuse_unsafe(Attachment(name="coverage", mounts=[Mount(str(tmp_path / "run" / "x"), "/project")]), [sock])
+    env = fake_env.make(enable_coverage_tracking=True)
+    with pytest.raises(PolicyError, match="host's root"):
+        env._attach_to_sandboxes(Attachment(name="coverage", mounts=[Mount("/", "/project")]))
+    env.run("img", ["/bin/true"])
+    assert "/project" not in _binds(fake_env.specs[-1])  # refused: nothing was attached
 
 
 APP = '''
