@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from loguru import logger
 
 from sandbox.audit import AuditLog
@@ -17,9 +18,11 @@ from sandbox.audit.recent import RecentEvents
 from sandbox.confine import CgroupConfiner, confiners_for
 from sandbox.engine import cleanup
 from sandbox.engine.api import StdinSource
+from sandbox.engine.attachment import Attachment, attach, refuse_unsafe
 from sandbox.engine.images import Images, PullProgress
 from sandbox.engine.launcher import ServiceLauncher
 from sandbox.engine.libpod import LibpodAPI
+from sandbox.engine.mounts import engine_sockets
 from sandbox.engine.networks import EnvironmentNetwork
 from sandbox.engine.output import redact_again
 from sandbox.engine.ownership import owner_labels
@@ -27,7 +30,7 @@ from sandbox.engine.pool import SandboxPool
 from sandbox.engine.results import RunResult
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.session import Session
-from sandbox.engine.types import Confiner, Mount, NetworkAttachment
+from sandbox.engine.types import Confiner, CreateRequest, Mount, NetworkAttachment
 from sandbox.environment_metrics import Metrics
 from sandbox.errors import CleanroomError, ResourceLimitExceeded
 from sandbox.observe import Observability, ObservabilityMethods
@@ -74,6 +77,8 @@ class CleanroomEnvironment(ObservabilityMethods):
         # Called with a PullProgress while a missing image is pulled (the CLI draws a bar).
         self.pull_progress: Callable[[PullProgress], None] | None = None
         self._test_sandboxes = TestSandboxes(self._kill_sandbox)
+        # Set by cleanroom's own code only (_attach_to_sandboxes): added to every sandbox request.
+        self._attachment: tuple[Attachment, Callable[[CreateRequest], None] | None] | None = None
         self._tests = TestExecutor(self._events, self._audit, self._redactor.redact, self.record_metric,
                                    self._test_sandboxes)
         self._observe = Observability(self.id, self.config, redact=self._redactor.redact, audit=self._audit,
@@ -265,8 +270,9 @@ class CleanroomEnvironment(ObservabilityMethods):
         runner = self._require_open()
         self.images.ensure(image, self.pull_progress)
         net = NetworkAttachment(self._network.ensure()) if network == "env" else network
-        request = runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}), network=net,
-                                 mounts=list(mounts or []), workdir=workdir, user=user, stdin=stdin is not None)
+        request = self._attached(runner.request(image, command, env=dict(env or {}), limits=dict(limits or {}),
+                                                network=net, mounts=list(mounts or []), workdir=workdir, user=user,
+                                                stdin=stdin is not None))
         self._test_sandboxes.started(request.name)
         try:
             result = self._observe.run(request.name, lambda: runner.run(request, timeout=timeout, on_stdout=on_stdout,
@@ -293,9 +299,30 @@ class CleanroomEnvironment(ObservabilityMethods):
         runner = self._require_open()
         self.images.ensure(image, self.pull_progress)
         net = NetworkAttachment(self._network.ensure()) if network == "env" else network
-        request = runner.request(image, None, kind="sandbox", env=dict(env or {}), limits=dict(limits or {}),
-                                 network=net, mounts=list(mounts or []), workdir=workdir)
+        request = self._attached(runner.request(image, None, kind="sandbox", env=dict(env or {}),
+                                                limits=dict(limits or {}), network=net, mounts=list(mounts or []),
+                                                workdir=workdir))
         return Session(runner, request, timeout=timeout, user=user)
+
+    def _attach_to_sandboxes(self, attachment: Attachment | None,
+                             on_sandbox: Callable[[CreateRequest], None] | None = None) -> None:
+        """Internal (the pytest plugin's coverage): ``attachment``'s variables and mounts go into
+        every sandbox this environment runs from now on (None: no longer); ``on_sandbox`` is told
+        each request. Not for user mounts: those go through ``mounts=`` and the policy."""
+        if attachment is not None:
+            refuse_unsafe(attachment, engine_sockets(self._require_open().api.url))
+        self._attachment = (attachment, on_sandbox) if attachment is not None else None
+
+    def _attached(self, request: CreateRequest) -> CreateRequest:
+        if self._attachment is None:
+            return request
+        attachment, on_sandbox = self._attachment
+        request, added = attach(request, attachment)
+        self._audit("sandbox.attached", "Medium", sandbox=request.name, attachment=attachment.name,
+                    env=sorted(attachment.env), mounts=msgspec.to_builtins(added))
+        if on_sandbox is not None:
+            on_sandbox(request)
+        return request
 
     # -- services and tests ------------------------------------------------------------
     def get_or_create_container(self, name: str, factory: Callable[[], Any]) -> Any:

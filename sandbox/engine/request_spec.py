@@ -22,8 +22,11 @@ def spec_for(config: Any, request: CreateRequest, audit: AuditFn, engine_url: st
     except PolicyError as exc:
         audit("mount.refused", "High", sandbox=request.name, reason=str(exc))
         raise
-    if mounts:
-        audit("sandbox.mounts", "Medium", sandbox=request.name, mounts=msgspec.to_builtins(mounts))
+    # cleanroom's own writable mounts (an attachment's, e.g. coverage data) are audited with the user's.
+    internal = [m for m in request.system_mounts if not m.read_only]
+    if mounts or internal:
+        audit("sandbox.mounts", "Medium", sandbox=request.name, mounts=msgspec.to_builtins(mounts),
+              **({"internal": msgspec.to_builtins(internal)} if internal else {}))
     try:
         return build_spec(config, request.image, request.command, env=request.env, labels=request.labels,
                           name=request.name, ports=request.ports or None, network=network,

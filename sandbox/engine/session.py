@@ -278,5 +278,6 @@ def _with_helpers(request: CreateRequest) -> CreateRequest:
     """The request with catatonit as its pause process (as root, so it can be placed) and
     the helper mounted beside it."""
     mounts = [Mount(catatonit(), INIT_TARGET), Mount(helper(), HELPER_TARGET)]
-    return msgspec.structs.replace(request, command=["-P"], entrypoint=[INIT_TARGET], system_mounts=mounts,
+    return msgspec.structs.replace(request, command=["-P"], entrypoint=[INIT_TARGET],
+                                   system_mounts=[*request.system_mounts, *mounts],
                                    extra_caps=list(SWITCH_CAPS), user="0")

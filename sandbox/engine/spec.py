@@ -71,7 +71,8 @@ def build_spec(
     must be reachable (a published port needs a network namespace with slirp4netns),
     or is ``(network name, aliases)`` to join an environment's private network.
     ``mounts`` are host paths already checked against the policy (``sandbox.engine.mounts``);
-    ``system_mounts`` are cleanroom's own static helpers (read-only whatever they say) and
+    ``system_mounts`` are cleanroom's own (its static helpers, read-only; an attachment's, such
+    as the coverage data directory, writable where cleanroom set ``read_only=False``) and
     ``extra_caps`` what the helper needs until it drops them.
     ``clock=False`` leaves out the policy's frozen clock (services keep the real one).
     """
@@ -92,7 +93,8 @@ def build_spec(
         spec["stdin"] = True
     if entrypoint is not None:
         spec["entrypoint"] = list(entrypoint)
-    mounts = list(mounts or []) + [Mount(m.source, m.target, read_only=True) for m in system_mounts or []]
+    # System mounts never come from user input (sandbox.engine.attachment): read_only stands as given.
+    mounts = list(mounts or []) + list(system_mounts or [])
 
     environment: dict[str, str] = {}
     if policy.enable_deterministic_execution:

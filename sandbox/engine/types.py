@@ -74,8 +74,9 @@ class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     mounts: list[Mount] = msgspec.field(default_factory=list)
     workdir: str | None = None
     stdin: bool = False  # keep the command's stdin open for data sent through attach
-    # cleanroom's own static helpers (sandbox.engine.helpers), always read-only and not
-    # the user's: not judged by allowed_mount_paths.
+    # cleanroom's own mounts, never the user's, so not judged by allowed_mount_paths: its
+    # static helpers (sandbox.engine.helpers, read-only) and an environment's attachment
+    # (sandbox.engine.attachment: the coverage data directory is the one writable mount).
     system_mounts: list[Mount] = msgspec.field(default_factory=list)
     # Capabilities the helper needs to switch users (SETUID, SETGID); it drops them
     # before any command runs.

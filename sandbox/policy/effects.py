@@ -65,6 +65,16 @@ EFFECTS: dict[str, Effect] = {
         ("tests/integration/test_snapshots.py::"
          "test_snapshots_are_written_on_update_compared_after_and_never_hold_a_secret",
          "tests/integration/test_snapshots.py::test_with_the_key_off_snapshots_fail_naming_the_key")),
+    "enable_coverage_tracking": Effect(
+        "with `--cleanroom-coverage-report` (term, xml or html): one report of the test process and of the Python its "
+        "sandboxes run (cleanroom mounts the project and coverage.py read-only, its data directory writable), mapped "
+        "back to the checkout; off: asking for the report is a usage error",
+        ("tests/integration/test_coverage.py::"
+         "test_a_function_run_only_inside_a_sandbox_shows_as_covered_at_its_host_path",
+         "tests/unit/test_testing_coverage_attach.py::"
+         "test_the_coverage_mounts_are_in_every_sandbox_only_while_tracking_is_on",
+         "tests/unit/test_testing_coverage.py::"
+         "test_the_plugin_reports_the_test_process_coverage_and_refuses_without_the_key")),
     "resource_limits.max_cpu_usage_percent": Effect(
         "the environment's CPU budget, a share of the whole host, for all its sandboxes together",
         (_FX + "test_the_environment_cpu_budget_holds_its_sandboxes",)),
@@ -275,11 +285,7 @@ EFFECTS: dict[str, Effect] = {
         (_PL + "test_close_removes_waiting_members_and_their_cgroups",)),
 }
 
-NOT_ENFORCED: dict[str, str] = {
-    "enable_coverage_tracking": "the test process's coverage, the sandbox-side set-up and the path-mapped combined "
-                                "report are built (--cleanroom-coverage-report); giving sandboxes their mounts "
-                                "waits for user bind mounts (issue 12)",
-}
+NOT_ENFORCED: dict[str, str] = {}
 
 
 def schema_keys(struct: type[msgspec.Struct] = PolicyConfig, prefix: str = "") -> list[str]:

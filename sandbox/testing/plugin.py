@@ -63,6 +63,7 @@ def cleanroom(request: pytest.FixtureRequest) -> Iterator[Any]:
         random.seed(config.deterministic_seed or 0)
     with CleanroomEnvironment(config) as env:
         request.config._cleanroom_env = env
+        sandbox_coverage.attach_to(request.config, env)
         yield env
 
 
@@ -204,6 +205,7 @@ def sandbox(request: pytest.FixtureRequest, cleanroom) -> Iterator[Callable[...,
     if marker is not None and marker.kwargs.get("policy"):
         own = CleanroomEnvironment(effective_config(marker.kwargs["policy"], request.config.option.cleanroom_env))
         env = own.open()
+        sandbox_coverage.attach_to(request.config, env)
     results: list[Any] = []
     request.node.cleanroom_results = results  # filled during the call, read by the report hook
     snapshots.for_test(request, cleanroom)  # result.assert_matches_snapshot() works in this test

@@ -1,28 +1,38 @@
-"""Coverage (policy key ``enable_coverage_tracking``): the test process's own coverage
-plus the coverage of Python run inside sandboxes, mapped back to the host checkout and
-combined into one report (``--cleanroom-coverage-report term|xml|html``).
+"""Coverage (policy key ``enable_coverage_tracking``, with ``--cleanroom-coverage-report
+term|xml|html``): the test process's own coverage plus the coverage of Python run inside
+the sandboxes its tests start, mapped back to the host checkout and combined into one
+report under ``.cleanroom-coverage/`` (``coverage.xml``, ``htmlcov/``).
 
 Inside a sandbox, coverage.py starts through ``COVERAGE_PROCESS_START``: a
 ``sitecustomize`` on ``PYTHONPATH`` calls ``coverage.process_startup()``. Nothing needs
-installing in the image: the host's coverage package is mounted read-only (same
-Debian Python ABI), and the run's data directory is mounted writable, where each
-sandboxed process writes its own ``.coverage.<host>.<pid>.<rand>`` file. The project is
-seen inside at ``sandbox_project`` (``/project``); combining maps that prefix back to the
-host checkout with coverage.py's ``[paths]``, so one report shows both sides.
+installing in the image: the host's coverage package is mounted read-only (it needs the
+same Python ABI: Debian bookworm's 3.11 on both sides for the shipped images), the project
+(pytest's rootdir) is mounted read-only at ``/project``, and the run's data directory is
+mounted writable, where each sandboxed process writes its own ``.coverage.*`` file.
 
-The mounts are listed by :meth:`CoverageRun.sandbox_binds`; giving them to a sandbox
-needs bind mounts on ``env.run`` (``mounts=``), which this branch does not have yet.
+The three mounts are the environment's coverage *attachment*
+(``sandbox.engine.attachment``), set by this plugin only: cleanroom's own system mounts,
+so the data directory is writable without ``allow_writable_mounts`` and no user mount
+becomes writable through it; each is in the create body (the posture check holds the
+container to it) and in the audit (``sandbox.attached``; ``sandbox.mounts`` names the
+writable one). Code the test mounts itself (``mounts=[Mount(dir, "/app")]``, a part of the
+project or the whole) is measured too: combining maps each sandbox path back to where it
+came from with coverage.py's ``[paths]``, so one report shows both sides.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from loguru import logger
 
+from sandbox.engine.attachment import Attachment
+from sandbox.engine.types import CreateRequest, Mount
 from sandbox.errors import CleanroomError
 from sandbox.policy.resolve import effective_config
 
@@ -54,17 +64,22 @@ class CoverageRun:
         self.sandbox_data = sandbox_data.rstrip("/")
         self.sandbox_lib = sandbox_lib.rstrip("/")
         self._own: Any = None
+        # Sandbox path prefix → the host path it showed (the first seen wins), for combining.
+        self.paths: dict[str, str] = {}
 
     # -- the sandbox side --------------------------------------------------------------
     def prepare(self) -> None:
-        """The data directory: the rc file sandboxed processes read, their sitecustomize."""
-        (self.data_dir / "data").mkdir(parents=True, exist_ok=True)
-        (self.data_dir / "site").mkdir(exist_ok=True)
+        """A fresh data directory (a report covers one run): the rc file sandboxed processes
+        read, their sitecustomize."""
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        (self.data_dir / "data").mkdir(parents=True)
+        (self.data_dir / "site").mkdir()
         (self.data_dir / "site" / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+        # No `source`: code is measured wherever the test mounted it; combining keeps the project's.
         (self.data_dir / "sandbox.coveragerc").write_text(
             "[run]\nparallel = True\n"
             f"data_file = {self.sandbox_data}/data/.coverage\n"
-            f"source = {self.sandbox_project}\n")
+            f"omit =\n    {self.sandbox_data}/*\n    {self.sandbox_lib}/*\n")
         # Sandboxed processes run as another uid than the test process on some hosts.
         os.chmod(self.data_dir / "data", 0o777)
 
@@ -72,12 +87,36 @@ class CoverageRun:
         return {"COVERAGE_PROCESS_START": f"{self.sandbox_data}/sandbox.coveragerc",
                 "PYTHONPATH": f"{self.sandbox_data}/site:{self.sandbox_lib}"}
 
-    def sandbox_binds(self) -> list[tuple[str, str, bool]]:
-        """(host path, sandbox path, read-only) of each mount the sandbox side needs."""
+    def sandbox_mounts(self) -> list[Mount]:
+        """The project and the coverage package read-only, the data directory writable."""
         package = Path(_coverage_module().__file__).resolve().parent
-        return [(str(self.project), self.sandbox_project, True),
-                (str(package), f"{self.sandbox_lib}/coverage", True),
-                (str(self.data_dir), self.sandbox_data, False)]
+        return [Mount(str(self.project), self.sandbox_project),
+                Mount(str(package), f"{self.sandbox_lib}/coverage"),
+                Mount(str(self.data_dir), self.sandbox_data, read_only=False)]
+
+    def attachment(self) -> Attachment:
+        """What the environment adds to every sandbox (``env._attach_to_sandboxes``)."""
+        return Attachment(name="coverage", env=self.sandbox_env(), mounts=self.sandbox_mounts())
+
+    def note_sandbox(self, request: CreateRequest) -> None:
+        """Where this sandbox sees project code: the attachment's /project (unless the test put
+        its own mount there), and each mount of the project, of a part of it, or of a directory
+        holding it."""
+        seen: list[tuple[str, Path]] = []
+        if any(m.target == self.sandbox_project and Path(m.source) == self.project for m in request.system_mounts):
+            seen.append((self.sandbox_project, self.project))
+        for mount in request.mounts:
+            source = Path(os.path.realpath(Path(mount.source).expanduser()))
+            target = mount.target.rstrip("/") or "/"
+            if source == self.project or source.is_relative_to(self.project):
+                seen.append((target, source))
+            elif self.project.is_relative_to(source):
+                seen.append((f"{target}/{self.project.relative_to(source)}", self.project))
+        for target, host in seen:
+            known = self.paths.setdefault(target, str(host))
+            if known != str(host):
+                logger.warning("coverage: sandboxes saw different host paths at one place; lines found there "
+                               "are mapped to the first", sandbox_path=target, first=known, later=str(host))
 
     # -- the test process ---------------------------------------------------------------
     def start_test_process(self) -> None:
@@ -94,10 +133,16 @@ class CoverageRun:
     # -- combined -----------------------------------------------------------------------
     def combine(self) -> Any:
         """Every data file of the run, sandbox paths mapped to the host checkout, as one Coverage."""
+        (self.data_dir / ".coverage").unlink(missing_ok=True)  # combined afresh each time
         cov = _coverage_module().Coverage(data_file=str(self.data_dir / ".coverage"), config_file=False,
                                           source=[str(self.project)])
         # [paths]: the first entry is where the files are; later ones are where they were seen.
-        cov.set_option("paths", {"project": [str(self.project), self.sandbox_project]})
+        # Longest sandbox path first, so /project/app is not taken for /project.
+        seen = sorted({**{self.sandbox_project: str(self.project)}, **self.paths}.items(), key=lambda kv: -len(kv[0]))
+        cov.set_option("paths", {f"seen{i}": [host, target] for i, (target, host) in enumerate(seen)})
+        # Sandboxes measure all they run; the report is of the project (and not of this directory).
+        cov.set_option("report:include", [f"{self.project}/*"])
+        cov.set_option("report:omit", [f"{self.data_dir}/*"])
         cov.combine([str(self.data_dir / "data")], keep=True)
         cov.save()
         return cov
@@ -127,7 +172,7 @@ class CoveragePlugin:
         root = Path(str(config.rootpath))
         self.run = CoverageRun(root, root / ".cleanroom-coverage")
         self.run.prepare()
-        config._cleanroom_coverage = self.run  # for the sandbox fixture (sandbox_env, sandbox_binds)
+        config._cleanroom_coverage = self.run  # for the environments the fixtures make (attach_to)
         self.run.start_test_process()
 
     @pytest.hookimpl(trylast=True)
@@ -139,6 +184,14 @@ class CoveragePlugin:
         made = self.run.report(self.kind, out=terminalreporter)
         if made != "terminal":
             terminalreporter.write_line(f"coverage {self.kind} report: {made}")
+
+
+def attach_to(config: pytest.Config, env: Any) -> None:
+    """Called by the fixtures with each environment they open: under a coverage run and a
+    policy with enable_coverage_tracking, its sandboxes get the coverage attachment."""
+    run: CoverageRun | None = getattr(config, "_cleanroom_coverage", None)
+    if run is not None and env.config.enable_coverage_tracking:
+        env._attach_to_sandboxes(run.attachment(), run.note_sandbox)
 
 
 def register(config: pytest.Config) -> None:

@@ -5,7 +5,6 @@ coverage only through the environment CoverageRun gives a sandbox."""
 from __future__ import annotations
 
 import io
-import json
 import os
 import shutil
 import subprocess
@@ -92,16 +91,19 @@ def test_sandbox_coverage_is_mapped_to_the_host_checkout_and_combined_with_the_t
 
 def test_the_sandbox_side_needs_three_mounts_and_an_rc_pointing_inside(tmp_path):
     run = CoverageRun(_project(tmp_path), tmp_path / "cov")
+    (tmp_path / "cov" / "data").mkdir(parents=True)
+    (tmp_path / "cov" / "data" / ".coverage.stale").write_text("from an earlier run")
     run.prepare()
+    assert os.listdir(tmp_path / "cov" / "data") == []  # a report covers one run
     rc = (tmp_path / "cov" / "sandbox.coveragerc").read_text()
-    assert "data_file = /cleanroom-coverage/data/.coverage" in rc and "source = /project" in rc
+    assert "data_file = /cleanroom-coverage/data/.coverage" in rc and "parallel = True" in rc
     assert run.sandbox_env() == {"COVERAGE_PROCESS_START": "/cleanroom-coverage/sandbox.coveragerc",
                                  "PYTHONPATH": "/cleanroom-coverage/site:/cleanroom-coverage-lib"}
-    binds = run.sandbox_binds()
-    assert [(dst, ro) for _, dst, ro in binds] == [("/project", True), ("/cleanroom-coverage-lib/coverage", True),
-                                                   ("/cleanroom-coverage", False)]
-    assert Path(binds[1][0], "__init__.py").is_file()
-    json.dumps(binds)  # plain data, ready to become Mount(source, target, read_only=...)
+    mounts = run.sandbox_mounts()
+    assert [(m.target, m.read_only) for m in mounts] == [("/project", True), ("/cleanroom-coverage-lib/coverage", True),
+                                                         ("/cleanroom-coverage", False)]
+    assert Path(mounts[1].source, "__init__.py").is_file()
+    assert run.attachment().mounts == mounts and run.attachment().env == run.sandbox_env()
 
 
 def _pytest(suite: Path, *args: str) -> subprocess.CompletedProcess:
