@@ -166,14 +166,14 @@ class SandboxPool:
                 stream.close()
                 raise
         except BaseException:
-            runner.dispose(made)
+            runner.dispose(made, observed=False)
             raise
         self.made += 1
         return Member(made=made, stream=stream, image=image)
 
     def _remove(self, member: Member) -> None:
         try:
-            self._runner.dispose(member.made)
+            self._runner.dispose(member.made, observed=False)  # made unobserved: never a run of its own
             self._runner.audit("sandbox.removed", "Minimal", sandbox=member.made.handle.name, pooled=True)
         except CleanroomError as exc:
             logger.warning("pool member removal failed", sandbox=member.made.handle.name, error=str(exc))

@@ -25,12 +25,17 @@ class BackgroundRemoval:
 
     audit: Any
     dispose: Any
+    observer: Any
     _removals: ThreadPoolExecutor | None = None
 
     def settle(self, made: Any, stream: Any, finished: bool, exit_code: int | None) -> None:
         """A finished run's container goes in the background; a failed one now, before
         its error leaves."""
         if finished:
+            # For the run's phases and time series its life ends here; the removal is
+            # the background's (the timeline's "remove" phase is the hand-over).
+            for stage in ("remove", "done"):
+                self.observer.stage(made.handle.name, stage)
             self.dispose_later(made, stream, exit_code)
             return
         try:
@@ -47,7 +52,7 @@ class BackgroundRemoval:
     def _remove_now(self, made: Any, stream: Any, exit_code: int | None) -> None:
         name = made.handle.name
         try:
-            self.dispose(made)
+            self.dispose(made, observed=False)
             self.audit("sandbox.removed", "Minimal", sandbox=name, exit_code=exit_code)
         except CleanroomError as exc:  # still registered with cleanup: close or prune retries
             logger.warning("sandbox removal failed", sandbox=name, error=str(exc))

@@ -255,13 +255,13 @@ class SandboxRunner(BackgroundRemoval):
         reader.join(_DRAIN_SECONDS)
         return True
 
-    def dispose(self, made: Made, *, read_usage: bool = False) -> None:
-        """Remove the container, then release its confinement and forget the cleanup step.
-
-        The container goes first: a cgroup can only be removed once it is empty, and its counters
-        (peak memory, OOM kills) survive the processes, so ``read_usage`` still reads a service's.
-        """
-        self.observer.stage(made.handle.name, "remove")
+    def dispose(self, made: Made, *, read_usage: bool = False, observed: bool = True) -> None:
+        """Remove the container, then release its confinement and forget the cleanup step. The container
+        goes first: a cgroup can only be removed once it is empty, and its counters (peak memory, OOM kills)
+        survive the processes, so ``read_usage`` still reads a service's. ``observed=False``: a removal
+        in the background, whose stages the run already marked."""
+        stage = (self.observer if observed else NoObserver()).stage
+        stage(made.handle.name, "remove")
         try:
             self.api.remove_container(made.handle.id)
             if read_usage:
@@ -270,7 +270,7 @@ class SandboxRunner(BackgroundRemoval):
             self._each_quietly("release", made.handle)
             if made.token:
                 cleanup.done(made.token)
-            self.observer.stage(made.handle.name, "done")
+            stage(made.handle.name, "done")
 
     def _each(self, hook: str, arg: Any) -> None:
         for confiner in self.confiners:

@@ -73,6 +73,7 @@ def test_a_managed_service_that_died_is_restarted_once_and_the_session_carries_o
     monkeypatch.setenv("CLEANROOM_MANAGED_PIDFILE", str(pidfile))
     with CleanroomEnvironment(CleanroomConfig.default(), url=url, audit_dir=tmp_path / "audit") as env:
         assert env.run(BUSYBOX, ["/bin/echo", "before"]).stdout == "before\n"
+        env._runner.drain()  # its removal (after the result) is done: the service dies between two runs
         _kill(url)
         assert env.run(BUSYBOX, ["/bin/echo", "after"]).stdout == "after\n"
         restarted = [r for r in _audit(env) if r["event"] == "engine.restarted"]
@@ -92,6 +93,7 @@ def test_an_unmanaged_service_that_died_is_engine_unavailable_with_the_socket_an
     env = CleanroomEnvironment(CleanroomConfig.default(), url=url, audit_dir=tmp_path / "audit")
     with env:
         assert env.run(BUSYBOX, ["/bin/echo", "ok"]).exit_code == 0
+        env._runner.drain()  # its removal (after the result) is done: the service dies between two runs
         _kill(url)
         with pytest.raises(EngineUnavailable) as info:
             env.run(BUSYBOX, ["/bin/true"])
