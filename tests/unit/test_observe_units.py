@@ -41,11 +41,13 @@ def test_the_runner_marks_each_stage_where_it_begins():
     runner, fake, log, _, _ = make()
     runner.observer = Marks(log)
     runner.run(runner.request("img", ["/bin/echo", "hi"]))
+    runner.drain()
     seq = [e for e in log if e.startswith("stage.") or e in ("create", "init", "confine.after_init", "attach", "start",
                                                              "remove", "confine.release")]
+    # A finished run's removal is handed to the background: its life, as observed, ends there.
     assert seq == ["stage.create", "create", "stage.init", "init", "stage.confine", "confine.after_init",
-                   "stage.start", "attach", "start", "stage.run", "stage.wait", "stage.remove", "remove",
-                   "confine.release", "stage.done"]
+                   "stage.start", "attach", "start", "stage.run", "stage.wait", "stage.remove", "stage.done",
+                   "remove", "confine.release"]
 
 
 def test_a_service_is_marked_through_its_life_and_removal():
