@@ -15,6 +15,7 @@ from loguru import logger
 from sandbox.audit import AuditLog
 from sandbox.audit.recent import RecentEvents
 from sandbox.confine import CgroupConfiner, confiners_for
+from sandbox.confine.shared import mismatches
 from sandbox.engine import cleanup
 from sandbox.engine.api import StdinSource
 from sandbox.engine.images import Images, PullProgress
@@ -325,17 +326,22 @@ class CleanroomEnvironment(ObservabilityMethods):
 
     def _budget_report(self) -> dict[str, Any] | None:
         cg = next((c for c in self._confiners if isinstance(c, CgroupConfiner)), None)
-        return cg.report() if cg is not None else None
+        if cg is None:
+            return None
+        # Singletons live outside the budget, in the shared-services cgroup: reported beside it.
+        used = self._services.shared() if self._services is not None else []
+        return {**cg.report(), "services": cg.shared_services(used)}
 
     def get_metrics(self) -> dict[str, Any]:
-        """Recorded metrics plus the environment's resource peaks."""
+        """Recorded metrics, the environment's resource peaks, and the shared services it uses."""
         usage: dict[str, Any] = {"peak_cpu_usage_percent": None, "peak_memory_usage_bytes": None}
         report = self._budget_report()
         if report is not None:
             usage = {"peak_cpu_usage_percent": report["cpu_percent"]["peak"],
                      "peak_memory_usage_bytes": report["memory_bytes"]["peak"],
                      "cpu_seconds": report["cpu_seconds"]}
-        return {"resource_usage": usage, "custom": self._metrics.summary(), "timestamp": time.time()}
+        return {"resource_usage": usage, "services": report["services"] if report is not None else None,
+                "custom": self._metrics.summary(), "timestamp": time.time()}
 
     def check_resource_limits(self) -> dict[str, Any]:
         """Current use against each budget; raises ResourceLimitExceeded when one is over."""
@@ -349,4 +355,8 @@ class CleanroomEnvironment(ObservabilityMethods):
             if used > allowed:
                 self._audit("limit.breach", "High", limit=limit, limit_value=allowed, observed=used)
                 raise ResourceLimitExceeded(limit, allowed, used, None, "environment budget")
+        differ = mismatches(report["services"])
+        if differ:  # limits are the creating policy's; this one asked for others (not an error)
+            logger.warning("shared services run under limits other than this policy's", differences=differ)
+            self._audit("services.limits_mismatch", "Medium", differences=differ)
         return report

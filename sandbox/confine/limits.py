@@ -18,9 +18,18 @@ from typing import Any
 import psutil
 from loguru import logger
 
+from sandbox.confine import shared
 from sandbox.confine.cgroups import CgroupDriver, CgroupError
-from sandbox.engine.types import AuditFn, ConfinerBase, CreateRequest, LimitBreach, SandboxHandle
-from sandbox.errors import ContainerError, ResourceLimitExceeded
+from sandbox.engine.types import (
+    LABEL_CGROUP,
+    SHARED_SERVICES_CGROUP,
+    AuditFn,
+    ConfinerBase,
+    CreateRequest,
+    LimitBreach,
+    SandboxHandle,
+)
+from sandbox.errors import CleanroomError, ContainerError, ResourceLimitExceeded
 
 _SAMPLE_FLOOR = 0.1  # seconds; finer sampling costs more than it tells
 
@@ -105,16 +114,20 @@ def _remove_env_cgroup(driver: CgroupDriver, env_rel: str) -> bool:
 
 
 class _Tracked:
-    def __init__(self, handle: SandboxHandle, rel: str, limits: dict[str, Any]) -> None:
+    def __init__(self, handle: SandboxHandle, rel: str, limits: dict[str, Any], shared: bool = False) -> None:
         self.handle = handle
         self.rel = rel
         self.limits = limits
+        self.shared = shared  # a singleton, in the shared-services cgroup
         self.peak_pids = 0
         self.peak_memory = 0
 
 
 class CgroupConfiner(ConfinerBase):
     def __init__(self, config: Any, driver: CgroupDriver, *, environment_id: str, audit: AuditFn) -> None:
+        if environment_id == SHARED_SERVICES_CGROUP:
+            raise CleanroomError(f"an environment cannot be named {environment_id!r}: that is the cgroup of the "
+                                 "shared singleton services; choose another name")
         self.driver = driver
         self.config = config
         self.env_rel = environment_id
@@ -123,6 +136,7 @@ class CgroupConfiner(ConfinerBase):
         self._slot_freed = threading.Condition(self._lock)  # a sandbox left: a waiting one may go
         self._live: dict[str, _Tracked] = {}
         self._pending: set[str] = set()  # names reserved by before_create, not yet initialised
+        self._shared: set[str] = set()  # of those, singletons: placed in the shared-services cgroup
         self.peak_cpu_percent = 0.0
         self.peak_memory_bytes = 0
         self._stop = threading.Event()
@@ -156,10 +170,13 @@ class CgroupConfiner(ConfinerBase):
                                                 f"max_container_count reached{waited}; the sandbox was not created")
                 self._slot_freed.wait(remaining)
             self._pending.add(request.name)
+            if request.labels.get(LABEL_CGROUP) == SHARED_SERVICES_CGROUP:
+                self._shared.add(request.name)
 
     def create_failed(self, request: CreateRequest) -> None:
         with self._lock:
             self._pending.discard(request.name)
+            self._shared.discard(request.name)
             self._slot_freed.notify_all()
 
     def _limits_for(self, handle: SandboxHandle) -> dict[str, Any]:
@@ -175,21 +192,35 @@ class CgroupConfiner(ConfinerBase):
         merged.update({k: v for k, v in handle.limits.items()})
         return merged
 
+    def _services_limits(self) -> dict[str, Any]:
+        svc = self.config.resource_limits.services
+        return {"memory_bytes": svc.service_memory_bytes, "memory_swap_bytes": None, "cpu_percent": None,
+                "pids_limit": svc.service_pids_limit, "io_weight": None}
+
     def after_init(self, handle: SandboxHandle) -> None:
         # The reservation stays until the sandbox counts as live (end of this method) or
         # create_failed gives it back: in between, its place is never free for another.
-        limits = self._limits_for(handle)
-        rel = f"{self.env_rel}/{handle.name}"
+        with self._lock:
+            is_shared = handle.name in self._shared
+        limits = self._services_limits() if is_shared else self._limits_for(handle)
+        rel = shared.service_rel(handle.name) if is_shared else f"{self.env_rel}/{handle.name}"
         try:
-            self.driver.make(rel)
-            applied = self.driver.set_limits(
-                rel, memory=limits["memory_bytes"], memory_swap=limits["memory_swap_bytes"],
-                cpu_percent=limits["cpu_percent"], pids=limits["pids_limit"], io_weight=limits["io_weight"],
-            )
-            self.driver.place(rel, handle.pid)
+            if is_shared:
+                rel, applied = shared.place(self.driver, self.config.resource_limits.services, handle.name,
+                                            handle.pid)
+            else:
+                self.driver.make(rel)
+                applied = self.driver.set_limits(
+                    rel, memory=limits["memory_bytes"], memory_swap=limits["memory_swap_bytes"],
+                    cpu_percent=limits["cpu_percent"], pids=limits["pids_limit"], io_weight=limits["io_weight"],
+                )
+                self.driver.place(rel, handle.pid)
         except (CgroupError, OSError) as exc:
             try:
-                self.driver.remove(rel, timeout=1)
+                if is_shared:
+                    shared.release(self.driver, handle.name)
+                else:
+                    self.driver.remove(rel, timeout=1)
             except CgroupError:
                 pass
             raise ContainerError(f"confinement failed, the sandbox was not started: {exc}",
@@ -201,7 +232,8 @@ class CgroupConfiner(ConfinerBase):
         u.cpu_limit_percent = limits["cpu_percent"]
         with self._lock:
             self._pending.discard(handle.name)
-            self._live[handle.id] = _Tracked(handle, rel, limits)
+            self._shared.discard(handle.name)
+            self._live[handle.id] = _Tracked(handle, rel, limits, shared=is_shared)
 
     def after_exit(self, handle: SandboxHandle) -> None:
         with self._lock:
@@ -215,6 +247,11 @@ class CgroupConfiner(ConfinerBase):
             tracked = self._live.pop(handle.id, None)
             self._slot_freed.notify_all()
         if tracked is None:
+            if handle.name in self.driver.children(shared.GROUP):
+                shared.release(self.driver, handle.name)  # a singleton another process made, now removed
+            return
+        if tracked.shared:
+            shared.release(self.driver, handle.name)
             return
         try:
             self.driver.remove(tracked.rel)
@@ -272,11 +309,19 @@ class CgroupConfiner(ConfinerBase):
         at the sandbox's limit counts as hitting it too.
         """
         own = t.limits["memory_bytes"]
-        budget = self.config.resource_limits.max_memory_usage_bytes
         hit_own = bool(own_failcnt) or (own is not None and t.peak_memory >= 0.95 * own)
         if own is not None and hit_own:
+            which = "singleton's memory limit (services.service_memory_bytes)" if t.shared else \
+                "sandbox's memory limit"
             return LimitBreach(limit="memory", limit_value=own, observed=t.peak_memory,
-                               detail=f"OOM killer ran {kills} time(s) at the sandbox's memory limit")
+                               detail=f"OOM killer ran {kills} time(s) at the {which}")
+        if t.shared:
+            group_peak = self.driver.read_usage(shared.GROUP).get("peak_memory", t.peak_memory)
+            return LimitBreach(limit="memory", limit_value=self.config.resource_limits.services.memory_bytes,
+                               observed=group_peak,
+                               detail=f"OOM killer ran {kills} time(s) at the shared services' memory limit "
+                                      f"(services.memory_bytes; this singleton peaked at {t.peak_memory} bytes)")
+        budget = self.config.resource_limits.max_memory_usage_bytes
         env_peak = self.driver.read_usage(self.env_rel).get("peak_memory", t.peak_memory)
         return LimitBreach(limit="memory", limit_value=budget, observed=env_peak,
                            detail=f"OOM killer ran {kills} time(s) at the environment's memory budget "
@@ -331,3 +376,8 @@ class CgroupConfiner(ConfinerBase):
             "cpu_percent": {"peak": self.peak_cpu_percent, "limit": rl.max_cpu_usage_percent},
             "cpu_seconds": env.get("cpu_ns", 0) / 1e9,
         }
+
+    def shared_services(self, used: list[tuple[str, str, int]]) -> dict[str, Any]:
+        """The shared services an environment uses ((alias, container name, pid) each): the
+        shared cgroup's and each one's use and limits, and any limit this policy sees differently."""
+        return shared.report(self.driver, self.config.resource_limits.services, used)
