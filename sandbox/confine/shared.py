@@ -95,6 +95,8 @@ def place(driver: CgroupDriver, limits: Any, name: str, pid: int) -> tuple[str, 
 def release(driver: CgroupDriver, name: str) -> None:
     """After singleton ``name``'s container is gone: its cgroup goes, and the group once empty."""
     with _lock():
+        if driver.tasks(service_rel(name)):
+            return  # a singleton of the same name, made since (a replacement), runs there now
         try:
             driver.remove(service_rel(name), timeout=2)
         except CgroupError as exc:

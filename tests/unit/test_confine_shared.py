@@ -158,3 +158,13 @@ def test_prune_takes_empty_shared_cgroups_and_keeps_running_singletons(confiners
 def test_no_environment_may_take_the_groups_name(driver):
     with pytest.raises(CleanroomError, match="shared singleton services"):
         CgroupConfiner(policy(), driver, environment_id=GROUP, audit=lambda *a, **k: None)
+
+
+def test_releasing_a_replaced_singleton_leaves_its_successors_cgroup_alone(confiners, driver):
+    a = confiners("env-a")
+    old = singleton(a, "cleanroom-singleton-db", 101)
+    driver.procs[f"{GROUP}/cleanroom-singleton-db"] = []  # another process removed it ...
+    singleton(confiners("env-b", svc_memory=128 * MiB), "cleanroom-singleton-db", 202)  # ... and made a new one
+    a.release(old)  # a stops its old handle later
+    assert driver.procs[f"{GROUP}/cleanroom-singleton-db"] == [202]
+    assert driver.dirs[f"{GROUP}/cleanroom-singleton-db"]["memory"] == 128 * MiB
