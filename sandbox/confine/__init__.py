@@ -12,8 +12,9 @@ from sandbox.errors import CleanroomError
 try:  # a broken install must stop here, loudly: never sandboxes without limits or network rules
     from sandbox.confine.cgroups import CgroupError, detect_version, make_driver
     from sandbox.confine.disk import DiskConfiner
-    from sandbox.confine.limits import CgroupConfiner, owner_alive, owner_record, prune_records
+    from sandbox.confine.limits import CgroupConfiner
     from sandbox.confine.netns import NetworkConfiner
+    from sandbox.confine.owners import owner_alive, owner_record, prune_records
     from sandbox.confine.shared import GROUP as SHARED_GROUP
     from sandbox.confine.shared import prune as prune_shared
 except ImportError as exc:

@@ -17,7 +17,8 @@ import pytest
 
 import sandbox.confine as confine
 from sandbox.confine.cgroups import CgroupError
-from sandbox.confine.limits import CgroupConfiner, owner_alive, records_dir
+from sandbox.confine.limits import CgroupConfiner
+from sandbox.confine.owners import owner_alive, records_dir
 from sandbox.engine.types import CreateRequest, SandboxHandle
 from sandbox.errors import ContainerError, ResourceLimitExceeded
 
