@@ -184,3 +184,15 @@ def test_prune_removes_the_cgroup_of_a_singleton_removed_behind_cleanrooms_back(
     assert f"{GROUP}/{cname}" in prune_cgroups()  # what `cleanroom prune` runs for cgroups
     assert cname not in driver.children(GROUP)
     assert GROUP not in driver.children() or any(driver.tasks(f"{GROUP}/{c}") for c in driver.children(GROUP))
+
+
+def test_without_singletons_a_service_stays_in_its_environments_cgroup_and_budget(tmp_path, podman_url):
+    toml = "[cleanroom]\nenable_singleton_containers = false\n" + POLICY_A
+    with env_for(tmp_path, podman_url, toml) as env:
+        svc = env.get_or_create_container("own-sleeper", lambda: GenericContainer(BUSYBOX, ["/bin/sleep", "600"]))
+        rel = f"{env.id}/{svc.service.name}"
+        assert cgroup_of(svc.service.handle.pid) == f"/{subtree_name()}/{rel}"
+        assert memory_limit(rel) == 512 * MiB  # the sandbox limits (default), not service_memory_bytes
+        report = env.check_resource_limits()
+        assert report["services"]["services"] == {}  # nothing shared is used
+        assert report["containers"]["used"] == 1
