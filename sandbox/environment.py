@@ -15,7 +15,6 @@ from loguru import logger
 from sandbox.audit import AuditLog
 from sandbox.audit.recent import RecentEvents
 from sandbox.confine import CgroupConfiner, confiners_for
-from sandbox.confine.shared import mismatches
 from sandbox.engine import cleanup
 from sandbox.engine.api import StdinSource
 from sandbox.engine.images import Images, PullProgress
@@ -326,11 +325,7 @@ class CleanroomEnvironment(ObservabilityMethods):
 
     def _budget_report(self) -> dict[str, Any] | None:
         cg = next((c for c in self._confiners if isinstance(c, CgroupConfiner)), None)
-        if cg is None:
-            return None
-        # Singletons live outside the budget, in the shared-services cgroup: reported beside it.
-        used = self._services.shared() if self._services is not None else []
-        return {**cg.report(), "services": cg.shared_services(used)}
+        return cg.report(self._services.shared() if self._services is not None else []) if cg is not None else None
 
     def get_metrics(self) -> dict[str, Any]:
         """Recorded metrics, the environment's resource peaks, and the shared services it uses."""
@@ -355,8 +350,4 @@ class CleanroomEnvironment(ObservabilityMethods):
             if used > allowed:
                 self._audit("limit.breach", "High", limit=limit, limit_value=allowed, observed=used)
                 raise ResourceLimitExceeded(limit, allowed, used, None, "environment budget")
-        differ = mismatches(report["services"])
-        if differ:  # limits are the creating policy's; this one asked for others (not an error)
-            logger.warning("shared services run under limits other than this policy's", differences=differ)
-            self._audit("services.limits_mismatch", "Medium", differences=differ)
         return report

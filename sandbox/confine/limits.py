@@ -87,6 +87,7 @@ class CgroupConfiner(ConfinerBase):
         self._live: dict[str, _Tracked] = {}
         self._pending: set[str] = set()  # names reserved by before_create, not yet initialised
         self._shared: set[str] = set()  # of those, singletons: placed in the shared-services cgroup
+        self._told: set[str] = set()  # shared-services limit differences already logged and audited
         self.peak_cpu_percent = 0.0
         self.peak_memory_bytes = 0
         self._stop = threading.Event()
@@ -312,8 +313,9 @@ class CgroupConfiner(ConfinerBase):
                 out.append((t.handle, usage))
         return out
 
-    def report(self) -> dict[str, Any]:
-        """Current use against each budget of the environment."""
+    def report(self, used: list[tuple[str, str, int]] = ()) -> dict[str, Any]:
+        """Current use against each budget of the environment, and the shared services it uses
+        (outside the budget; see ``shared_services``)."""
         rl = self.config.resource_limits
         env = self.driver.read_usage(self.env_rel)
         with self._lock:
@@ -325,9 +327,17 @@ class CgroupConfiner(ConfinerBase):
                              "limit": rl.max_memory_usage_bytes},
             "cpu_percent": {"peak": self.peak_cpu_percent, "limit": rl.max_cpu_usage_percent},
             "cpu_seconds": env.get("cpu_ns", 0) / 1e9,
+            "services": self.shared_services(list(used)),
         }
 
     def shared_services(self, used: list[tuple[str, str, int]]) -> dict[str, Any]:
         """The shared services an environment uses ((alias, container name, pid) each): the
-        shared cgroup's and each one's use and limits, and any limit this policy sees differently."""
-        return shared.report(self.driver, self.config.resource_limits.services, used)
+        shared cgroup's and each one's use and limits, and any limit this policy sees differently
+        (logged and audited once each: the creating policy's limits stand, it is not an error)."""
+        report = shared.report(self.driver, self.config.resource_limits.services, used)
+        new = sorted(set(shared.mismatches(report)) - self._told)
+        if new:
+            self._told.update(new)
+            logger.warning("shared services run under limits other than this policy's", differences=new)
+            self._audit("services.limits_mismatch", "Medium", differences=new)
+        return report

@@ -46,7 +46,10 @@ def confiners(driver):
     made = []
 
     def make(env_id="env-a", **over):
-        c = CgroupConfiner(policy(**over), driver, environment_id=env_id, audit=lambda *a, **k: None)
+        audits: list = []
+        c = CgroupConfiner(policy(**over), driver, environment_id=env_id,
+                           audit=lambda event, level, **data: audits.append((event, data)))
+        c.audits = audits
         made.append(c)
         return c
 
@@ -96,6 +99,10 @@ def test_the_group_keeps_the_first_policys_limits_and_a_later_policy_sees_a_mism
         f"one ({GROUP}/cleanroom-singleton-one): service_memory_bytes: the cgroup has {96 * MiB}, "
         f"this policy asks {128 * MiB}"]
     assert a.shared_services([("one", "cleanroom-singleton-one", 0)])["group"]["mismatch"] == []
+    # Logged and audited once per difference, however often the report is read (get_metrics too).
+    assert b.report([("one", "cleanroom-singleton-one", 0)])["services"]["services"]["one"]["mismatch"]
+    assert [(e, len(d["differences"])) for e, d in b.audits] == [("services.limits_mismatch", 2)]
+    assert a.audits == []
 
 
 def test_an_empty_group_is_made_afresh_with_the_new_policys_limits(confiners, driver):
