@@ -369,17 +369,18 @@ class CleanroomEnvironment(ObservabilityMethods):
 
     def _budget_report(self) -> dict[str, Any] | None:
         cg = next((c for c in self._confiners if isinstance(c, CgroupConfiner)), None)
-        return cg.report() if cg is not None else None
+        return cg.report(self._services.shared() if self._services is not None else []) if cg is not None else None
 
     def get_metrics(self) -> dict[str, Any]:
-        """Recorded metrics plus the environment's resource peaks."""
+        """Recorded metrics, the environment's resource peaks, and the shared services it uses."""
         usage: dict[str, Any] = {"peak_cpu_usage_percent": None, "peak_memory_usage_bytes": None}
         report = self._budget_report()
         if report is not None:
             usage = {"peak_cpu_usage_percent": report["cpu_percent"]["peak"],
                      "peak_memory_usage_bytes": report["memory_bytes"]["peak"],
                      "cpu_seconds": report["cpu_seconds"]}
-        return {"resource_usage": usage, "custom": self._metrics.summary(), "timestamp": time.time()}
+        return {"resource_usage": usage, "services": report["services"] if report is not None else None,
+                "custom": self._metrics.summary(), "timestamp": time.time()}
 
     def check_resource_limits(self) -> dict[str, Any]:
         """Current use against each budget; raises ResourceLimitExceeded when one is over."""

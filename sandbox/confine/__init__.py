@@ -12,8 +12,11 @@ from sandbox.errors import CleanroomError
 try:  # a broken install must stop here, loudly: never sandboxes without limits or network rules
     from sandbox.confine.cgroups import CgroupError, detect_version, make_driver
     from sandbox.confine.disk import DiskConfiner
-    from sandbox.confine.limits import CgroupConfiner, owner_alive, owner_record, prune_records
+    from sandbox.confine.limits import CgroupConfiner
     from sandbox.confine.netns import NetworkConfiner
+    from sandbox.confine.owners import owner_alive, owner_record, prune_records
+    from sandbox.confine.shared import GROUP as SHARED_GROUP
+    from sandbox.confine.shared import prune as prune_shared
 except ImportError as exc:
     raise CleanroomError(
         f"confinement cannot be applied: {exc.name or 'a module'} cannot be imported ({exc}); cleanroom will not "
@@ -61,12 +64,16 @@ def confiners_for(config: Any, environment_id: str, audit: AuditFn, *, size_of: 
 
 
 def prune_cgroups(include_live: bool = False) -> list[str]:
-    """Remove environment cgroups whose owner process is gone (their sandboxes first)."""
+    """Remove environment cgroups whose owner process is gone (their sandboxes first),
+    and the shared-services cgroups no singleton runs in any more."""
     driver = make_driver()
     removed: list[str] = []
     if driver is None or not driver.available():
         return removed
     for env_id in driver.children():
+        if env_id == SHARED_GROUP:
+            removed += prune_shared(driver)
+            continue
         if not include_live and owner_alive(env_id):
             continue
         for child in driver.children(env_id):

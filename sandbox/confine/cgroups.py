@@ -124,7 +124,7 @@ class CgroupV1(CgroupDriver):
         for c in V1_CONTROLLERS:
             if not self._dir(c).is_dir():
                 continue
-            node = self._nodes[c]
+            node = Node(self.base.encode(), parent=self._nodes[c].parent)  # fresh: a removed child is no stale entry
             for part in parts:
                 node = node.create_cgroup(part) if not (Path(node.full_path.decode()) / part).is_dir() \
                     else Node(part.encode(), parent=node)

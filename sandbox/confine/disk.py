@@ -7,12 +7,20 @@ is refused then. A writable root's container layer cannot be capped by rootless 
 on this filesystem, so it is watched: its size (Podman's SizeRw) is read every sampling
 interval, and a sandbox past its own share (``sandbox.disk_bytes``) or past what is
 left of the budget is killed within one interval, with a ``disk`` breach.
+
+Writable bind mounts count too: what their host directories grew by since the sandbox
+was created (apparent file sizes, each inode once) is added to its layer's size, read
+at the same interval and judged by the same share and budget. What a sandbox writes in
+a directory of a mount that the engine's user cannot read (a non-root user's 0700
+directory, say) cannot be seen from the host, and is not counted.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from loguru import logger
@@ -24,12 +32,49 @@ from sandbox.policy.isolation import tmpfs_sizes
 _FLOOR, _CEILING = 0.1, 1.0  # seconds between size reads while a layer is watched
 
 
+def tree_bytes(path: str) -> int:
+    """Apparent size of the files under ``path`` (links not followed, each inode once);
+    what cannot be read is skipped."""
+    if os.path.isfile(path):  # a single writable file mounted
+        return os.stat(path).st_size
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [path]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            elif (st.st_dev, st.st_ino) not in seen:
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    return total
+
+
+def writable_mounts(request: CreateRequest) -> list[str]:
+    """Each writable bind mount's host path, as the mount check resolves it."""
+    return sorted({os.path.realpath(Path(m.source).expanduser()) for m in request.mounts if not m.read_only})
+
+
 class _Watched:
-    def __init__(self, handle: SandboxHandle, share: int | None) -> None:
+    def __init__(self, handle: SandboxHandle, share: int | None, layer: bool, mounts: dict[str, int]) -> None:
         self.handle = handle
         self.share = share
+        self.layer = layer  # a writable root: its container layer is read too
+        self.mounts = mounts  # writable mount → its size when the sandbox was created
         self.peak = 0
         self.breach: LimitBreach | None = None
+
+    def written(self, size_of: Callable[[str], int]) -> int:
+        grown = sum(max(0, tree_bytes(p) - base) for p, base in self.mounts.items())
+        return (size_of(self.handle.id) if self.layer else 0) + grown
 
 
 class DiskConfiner(ConfinerBase):
@@ -42,6 +87,7 @@ class DiskConfiner(ConfinerBase):
         self._budget = int(config.resource_limits.max_disk_usage_bytes)
         self._lock = threading.Lock()
         self._reserved: dict[str, int] = {}  # sandbox name → tmpfs bytes held for it
+        self._mounts: dict[str, list[str]] = {}  # sandbox name → its writable mounts' host paths
         self._watched: dict[str, _Watched] = {}  # container id → its layer
         interval = float(config.performance_monitoring.metrics_interval)
         self._interval = min(max(interval, _FLOOR), _CEILING)
@@ -59,17 +105,26 @@ class DiskConfiner(ConfinerBase):
                     f"max_disk_usage_bytes: {need} bytes of tmpfs would not fit beside the {held} bytes the "
                     "environment's sandboxes hold; the sandbox was not created")
             self._reserved[request.name] = need
+        mounts = writable_mounts(request)  # measured after init: by then the mount check has passed them
+        if mounts:
+            with self._lock:
+                self._mounts[request.name] = mounts
 
     def create_failed(self, request: CreateRequest) -> None:
         with self._lock:
             self._reserved.pop(request.name, None)
+            self._mounts.pop(request.name, None)
 
     def after_init(self, handle: SandboxHandle) -> None:
-        if tmpfs_sizes(self.config, None):
-            return  # a read-only root: its tmpfs mounts are hard limits, nothing to watch
+        layer = not tmpfs_sizes(self.config, None)  # a read-only root's tmpfs mounts are hard limits
+        with self._lock:
+            paths = self._mounts.pop(handle.name, [])
+        if not layer and not paths:
+            return  # nothing the kernel does not already cap
+        mounts = {p: tree_bytes(p) for p in paths}  # the command has not run: nothing of it written yet
         share = self.config.resource_limits.sandbox.disk_bytes
         with self._lock:
-            self._watched[handle.id] = _Watched(handle, int(share) if share else None)
+            self._watched[handle.id] = _Watched(handle, int(share) if share else None, layer, mounts)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._watch, name="cleanroom-disk", daemon=True)
                 self._thread.start()
@@ -84,6 +139,7 @@ class DiskConfiner(ConfinerBase):
     def release(self, handle: SandboxHandle) -> None:
         with self._lock:
             self._reserved.pop(handle.name, None)
+            self._mounts.pop(handle.name, None)
             self._watched.pop(handle.id, None)
 
     def close(self) -> None:
@@ -101,7 +157,7 @@ class DiskConfiner(ConfinerBase):
 
     def _check(self, w: _Watched) -> None:
         try:
-            size = self._size_of(w.handle.id)
+            size = w.written(self._size_of)
         except CleanroomError as exc:  # removed meanwhile, or the service is busy: next round
             logger.debug("disk size read failed", sandbox=w.handle.name, error=str(exc))
             return
@@ -113,8 +169,9 @@ class DiskConfiner(ConfinerBase):
             (left, "what is left of max_disk_usage_bytes")
         if size <= limit or w.breach is not None:
             return
+        where = " and ".join(["its container layer"] * w.layer + ["its writable mounts"] * bool(w.mounts))
         w.breach = LimitBreach(limit="disk", limit_value=limit, observed=size,
-                               detail=f"wrote {size} bytes to its container layer, past {which}; killed")
+                               detail=f"wrote {size} bytes to {where}, past {which}; killed")
         w.handle.breaches.append(w.breach)
         self._audit("limit.breach", "High", sandbox=w.handle.name, limit="disk", limit_value=limit, observed=size,
                     detail=w.breach.detail)

@@ -4,75 +4,34 @@ Each environment gets a cgroup carrying its budget; each sandbox a child with it
 limits. The container's init process is placed there before its command runs, so
 every process it ever starts inherits the limits. Usage is sampled while it runs
 and read exactly at exit; hitting a limit becomes a LimitBreach on the result.
+Singletons, which outlive the environment, go to the shared-services cgroup instead
+(``sandbox.confine.shared``), under the policy's ``resource_limits.services``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-import psutil
 from loguru import logger
 
+from sandbox.confine import shared
 from sandbox.confine.cgroups import CgroupDriver, CgroupError
-from sandbox.engine.types import AuditFn, ConfinerBase, CreateRequest, LimitBreach, SandboxHandle
-from sandbox.errors import ContainerError, ResourceLimitExceeded
+from sandbox.confine.owners import records_dir, write_owner_record
+from sandbox.engine.types import (
+    LABEL_CGROUP,
+    SHARED_SERVICES_CGROUP,
+    AuditFn,
+    ConfinerBase,
+    CreateRequest,
+    LimitBreach,
+    SandboxHandle,
+)
+from sandbox.errors import CleanroomError, ContainerError, ResourceLimitExceeded
 
 _SAMPLE_FLOOR = 0.1  # seconds; finer sampling costs more than it tells
-
-
-def records_dir() -> Path:
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/tmp/cleanroom-{os.getuid()}"
-    return Path(runtime) / "cleanroom" / "cgroups"
-
-
-def write_owner_record(env_id: str) -> Path:
-    d = records_dir()
-    d.mkdir(parents=True, exist_ok=True)
-    me = psutil.Process()
-    path = d / f"{env_id}.json"
-    # ppid lets a test (or a supervisor) find what its own children left behind,
-    # without mistaking another run's live environments for leftovers.
-    path.write_text(json.dumps({"pid": me.pid, "ppid": os.getppid(), "start": round(me.create_time(), 2)}))
-    return path
-
-
-def owner_record(env_id: str) -> dict[str, Any]:
-    """{"pid", "ppid", "start"} of the process that made env_id's cgroup, or {} if unknown."""
-    try:
-        rec = json.loads((records_dir() / f"{env_id}.json").read_text())
-    except (OSError, ValueError):
-        return {}
-    return rec if isinstance(rec, dict) else {}
-
-
-def owner_alive(env_id: str) -> bool:
-    rec = owner_record(env_id)
-    try:
-        proc = psutil.Process(rec["pid"])
-        return round(proc.create_time(), 2) == rec["start"]
-    except (KeyError, TypeError, psutil.Error):
-        return False
-
-
-def prune_records(live_env_ids: set[str]) -> list[str]:
-    """Drop ownership records of environments whose cgroup is gone and whose owner died."""
-    dropped = []
-    try:
-        paths = list(records_dir().glob("*.json"))
-    except OSError:
-        return dropped
-    for path in paths:
-        env_id = path.stem
-        if env_id in live_env_ids or owner_alive(env_id):
-            continue
-        path.unlink(missing_ok=True)
-        dropped.append(env_id)
-    return dropped
 
 
 # Environment cgroups this process closed but had to keep: a singleton still ran in them.
@@ -105,16 +64,20 @@ def _remove_env_cgroup(driver: CgroupDriver, env_rel: str) -> bool:
 
 
 class _Tracked:
-    def __init__(self, handle: SandboxHandle, rel: str, limits: dict[str, Any]) -> None:
+    def __init__(self, handle: SandboxHandle, rel: str, limits: dict[str, Any], shared: bool = False) -> None:
         self.handle = handle
         self.rel = rel
         self.limits = limits
+        self.shared = shared  # a singleton, in the shared-services cgroup
         self.peak_pids = 0
         self.peak_memory = 0
 
 
 class CgroupConfiner(ConfinerBase):
     def __init__(self, config: Any, driver: CgroupDriver, *, environment_id: str, audit: AuditFn) -> None:
+        if environment_id == SHARED_SERVICES_CGROUP:
+            raise CleanroomError(f"an environment cannot be named {environment_id!r}: that is the cgroup of the "
+                                 "shared singleton services; choose another name")
         self.driver = driver
         self.config = config
         self.env_rel = environment_id
@@ -123,6 +86,8 @@ class CgroupConfiner(ConfinerBase):
         self._slot_freed = threading.Condition(self._lock)  # a sandbox left: a waiting one may go
         self._live: dict[str, _Tracked] = {}
         self._pending: set[str] = set()  # names reserved by before_create, not yet initialised
+        self._shared: set[str] = set()  # of those, singletons: placed in the shared-services cgroup
+        self._told: set[str] = set()  # shared-services limit differences already logged and audited
         self.peak_cpu_percent = 0.0
         self.peak_memory_bytes = 0
         self._stop = threading.Event()
@@ -156,10 +121,13 @@ class CgroupConfiner(ConfinerBase):
                                                 f"max_container_count reached{waited}; the sandbox was not created")
                 self._slot_freed.wait(remaining)
             self._pending.add(request.name)
+            if request.labels.get(LABEL_CGROUP) == SHARED_SERVICES_CGROUP:
+                self._shared.add(request.name)
 
     def create_failed(self, request: CreateRequest) -> None:
         with self._lock:
             self._pending.discard(request.name)
+            self._shared.discard(request.name)
             self._slot_freed.notify_all()
 
     def _limits_for(self, handle: SandboxHandle) -> dict[str, Any]:
@@ -175,21 +143,35 @@ class CgroupConfiner(ConfinerBase):
         merged.update({k: v for k, v in handle.limits.items()})
         return merged
 
+    def _services_limits(self) -> dict[str, Any]:
+        svc = self.config.resource_limits.services
+        return {"memory_bytes": svc.service_memory_bytes, "memory_swap_bytes": None, "cpu_percent": None,
+                "pids_limit": svc.service_pids_limit, "io_weight": None}
+
     def after_init(self, handle: SandboxHandle) -> None:
         # The reservation stays until the sandbox counts as live (end of this method) or
         # create_failed gives it back: in between, its place is never free for another.
-        limits = self._limits_for(handle)
-        rel = f"{self.env_rel}/{handle.name}"
+        with self._lock:
+            is_shared = handle.name in self._shared
+        limits = self._services_limits() if is_shared else self._limits_for(handle)
+        rel = shared.service_rel(handle.name) if is_shared else f"{self.env_rel}/{handle.name}"
         try:
-            self.driver.make(rel)
-            applied = self.driver.set_limits(
-                rel, memory=limits["memory_bytes"], memory_swap=limits["memory_swap_bytes"],
-                cpu_percent=limits["cpu_percent"], pids=limits["pids_limit"], io_weight=limits["io_weight"],
-            )
-            self.driver.place(rel, handle.pid)
+            if is_shared:
+                rel, applied = shared.place(self.driver, self.config.resource_limits.services, handle.name,
+                                            handle.pid)
+            else:
+                self.driver.make(rel)
+                applied = self.driver.set_limits(
+                    rel, memory=limits["memory_bytes"], memory_swap=limits["memory_swap_bytes"],
+                    cpu_percent=limits["cpu_percent"], pids=limits["pids_limit"], io_weight=limits["io_weight"],
+                )
+                self.driver.place(rel, handle.pid)
         except (CgroupError, OSError) as exc:
             try:
-                self.driver.remove(rel, timeout=1)
+                if is_shared:
+                    shared.release(self.driver, handle.name)
+                else:
+                    self.driver.remove(rel, timeout=1)
             except CgroupError:
                 pass
             raise ContainerError(f"confinement failed, the sandbox was not started: {exc}",
@@ -201,7 +183,8 @@ class CgroupConfiner(ConfinerBase):
         u.cpu_limit_percent = limits["cpu_percent"]
         with self._lock:
             self._pending.discard(handle.name)
-            self._live[handle.id] = _Tracked(handle, rel, limits)
+            self._shared.discard(handle.name)
+            self._live[handle.id] = _Tracked(handle, rel, limits, shared=is_shared)
 
     def after_exit(self, handle: SandboxHandle) -> None:
         with self._lock:
@@ -215,6 +198,11 @@ class CgroupConfiner(ConfinerBase):
             tracked = self._live.pop(handle.id, None)
             self._slot_freed.notify_all()
         if tracked is None:
+            if handle.name in self.driver.children(shared.GROUP):
+                shared.release(self.driver, handle.name)  # a singleton another process made, now removed
+            return
+        if tracked.shared:
+            shared.release(self.driver, handle.name)
             return
         try:
             self.driver.remove(tracked.rel)
@@ -272,11 +260,19 @@ class CgroupConfiner(ConfinerBase):
         at the sandbox's limit counts as hitting it too.
         """
         own = t.limits["memory_bytes"]
-        budget = self.config.resource_limits.max_memory_usage_bytes
         hit_own = bool(own_failcnt) or (own is not None and t.peak_memory >= 0.95 * own)
         if own is not None and hit_own:
+            which = "singleton's memory limit (services.service_memory_bytes)" if t.shared else \
+                "sandbox's memory limit"
             return LimitBreach(limit="memory", limit_value=own, observed=t.peak_memory,
-                               detail=f"OOM killer ran {kills} time(s) at the sandbox's memory limit")
+                               detail=f"OOM killer ran {kills} time(s) at the {which}")
+        if t.shared:
+            group_peak = self.driver.read_usage(shared.GROUP).get("peak_memory", t.peak_memory)
+            return LimitBreach(limit="memory", limit_value=self.config.resource_limits.services.memory_bytes,
+                               observed=group_peak,
+                               detail=f"OOM killer ran {kills} time(s) at the shared services' memory limit "
+                                      f"(services.memory_bytes; this singleton peaked at {t.peak_memory} bytes)")
+        budget = self.config.resource_limits.max_memory_usage_bytes
         env_peak = self.driver.read_usage(self.env_rel).get("peak_memory", t.peak_memory)
         return LimitBreach(limit="memory", limit_value=budget, observed=env_peak,
                            detail=f"OOM killer ran {kills} time(s) at the environment's memory budget "
@@ -323,8 +319,9 @@ class CgroupConfiner(ConfinerBase):
             in_use = len(self._live) + len(self._pending)
         return in_use + count <= self.config.resource_limits.max_container_count
 
-    def report(self) -> dict[str, Any]:
-        """Current use against each budget of the environment."""
+    def report(self, used: list[tuple[str, str, int]] = ()) -> dict[str, Any]:
+        """Current use against each budget of the environment, and the shared services it uses
+        (outside the budget; see ``shared_services``)."""
         rl = self.config.resource_limits
         env = self.driver.read_usage(self.env_rel)
         with self._lock:
@@ -336,4 +333,17 @@ class CgroupConfiner(ConfinerBase):
                              "limit": rl.max_memory_usage_bytes},
             "cpu_percent": {"peak": self.peak_cpu_percent, "limit": rl.max_cpu_usage_percent},
             "cpu_seconds": env.get("cpu_ns", 0) / 1e9,
+            "services": self.shared_services(list(used)),
         }
+
+    def shared_services(self, used: list[tuple[str, str, int]]) -> dict[str, Any]:
+        """The shared services an environment uses ((alias, container name, pid) each): the
+        shared cgroup's and each one's use and limits, and any limit this policy sees differently
+        (logged and audited once each: the creating policy's limits stand, it is not an error)."""
+        report = shared.report(self.driver, self.config.resource_limits.services, used)
+        new = sorted(set(shared.mismatches(report)) - self._told)
+        if new:
+            self._told.update(new)
+            logger.warning("shared services run under limits other than this policy's", differences=new)
+            self._audit("services.limits_mismatch", "Medium", differences=new)
+        return report

@@ -19,7 +19,7 @@ from sandbox.engine.output import errors_redacted
 from sandbox.engine.ownership import LABEL_KIND, LABEL_SINGLETON
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.service import ServiceHandle
-from sandbox.engine.types import CreateRequest, NetworkAttachment, SandboxHandle
+from sandbox.engine.types import LABEL_CGROUP, SHARED_SERVICES_CGROUP, CreateRequest, NetworkAttachment, SandboxHandle
 
 LABEL_DIGEST = "io.cleanroom.spec-digest"
 
@@ -62,9 +62,11 @@ class ServiceLauncher:
 
     def start_singleton(self, spec: ServiceSpec, *, name: str, container_name: str, digest: str) -> ServiceHandle:
         """A singleton: kept running past this process, first on the shared network (its
-        published ports follow its first network), and joined to this environment's."""
+        published ports follow its first network), and joined to this environment's; confined
+        in the shared-services cgroup, not this environment's."""
         net = NetworkAttachment(ensure_shared_network(self._runner.api), [name])
-        labels = {LABEL_SINGLETON: name, LABEL_DIGEST: digest, LABEL_KIND: "service"}
+        labels = {LABEL_SINGLETON: name, LABEL_DIGEST: digest, LABEL_KIND: "service",
+                  LABEL_CGROUP: SHARED_SERVICES_CGROUP}
         service = self._start(self._request(spec, container_name, net, labels), keep=True)
         # A container that already died must not be connected (Podman then cannot even
         # inspect it); the readiness wait reports its exit and output instead.
@@ -81,12 +83,19 @@ class ServiceLauncher:
     def adopt(self, info: ContainerInfo, alias: str) -> ServiceHandle:
         """Use a running singleton another process made, joined to this environment's network."""
         handle = SandboxHandle(id=info.id, name=info.name, pid=info.state.pid)
-        service = self._handle(handle, info.ports, on_remove=lambda: self.remove(info.id))
+        service = self._handle(handle, info.ports, on_remove=lambda: self._remove_adopted(handle))
         self._network.connect(info.id, [alias])
         return service
 
     def remove(self, container_id: str) -> None:
         self._runner.api.remove_container(container_id)
+
+    def _remove_adopted(self, handle: SandboxHandle) -> None:
+        """Remove an adopted singleton; its confinement (made by another process: its
+        shared-services cgroup) goes with it."""
+        self.remove(handle.id)
+        for confiner in self._runner.confiners:
+            confiner.release(handle)
 
     def _start(self, request: CreateRequest, *, keep: bool = False) -> ServiceHandle:
         """create → init → confine → start, detached; its output stays in Podman's log.

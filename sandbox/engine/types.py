@@ -115,6 +115,13 @@ class NoObserver:
         return None
 
 
+# Singletons outlive the environment that made them, so no environment's cgroup may
+# hold them: they are confined in one cgroup of their own, <subtree>/shared-services/
+# <container name>, limited by [cleanroom.resource_limits.services]. A create request
+# (and so its container) labelled LABEL_CGROUP = SHARED_SERVICES_CGROUP is placed there.
+SHARED_SERVICES_CGROUP = "shared-services"
+LABEL_CGROUP = "io.cleanroom.cgroup"
+
 AuditFn = Callable[..., None]
 """``audit(event, min_level, **data)``: record an event in the environment's audit trail."""
 

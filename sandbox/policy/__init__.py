@@ -9,6 +9,7 @@ from sandbox.policy.model import (
     ResourceLimits,
     SandboxLimits,
     SecurityPolicy,
+    ServicesLimits,
     Thresholds,
 )
 from sandbox.policy.schema import policy_json_schema
@@ -18,6 +19,7 @@ __all__ = [
     "CleanroomConfig",
     "ResourceLimits",
     "SandboxLimits",
+    "ServicesLimits",
     "SecurityPolicy",
     "PerformanceMonitoring",
     "Thresholds",

@@ -35,6 +35,7 @@ _OB = "tests/integration/test_observe.py::"
 _RR = "tests/integration/test_run_report.py::"
 _MT = "tests/integration/test_mounts.py::"
 _PL = "tests/integration/test_pool.py::"
+_SV = "tests/security/test_shared_services_cgroup.py::"
 
 EFFECTS: dict[str, Effect] = {
     "enable_singleton_containers": Effect(
@@ -79,7 +80,8 @@ EFFECTS: dict[str, Effect] = {
         "the environment's CPU budget, a share of the whole host, for all its sandboxes together",
         (_FX + "test_the_environment_cpu_budget_holds_its_sandboxes",)),
     "resource_limits.max_memory_usage_bytes": Effect(
-        "the environment's memory budget (parent cgroup); a sandbox going over it is killed and the budget named",
+        "the environment's memory budget (parent cgroup; singletons are outside it, see services.*); a sandbox "
+        "going over it is killed and the budget named",
         (_RL + "test_the_environment_memory_budget_binds_its_sandboxes_and_is_named",)),
     "resource_limits.max_network_bandwidth_bytes_per_sec": Effect(
         "egress rate of each sandbox (tbf qdisc in its network namespace)",
@@ -107,13 +109,16 @@ EFFECTS: dict[str, Effect] = {
          "tests/integration/test_cleanup_timeout.py::test_within_the_timeout_nothing_is_reported")),
     "resource_limits.max_disk_usage_bytes": Effect(
         "the environment's disk budget: tmpfs is reserved from it before creation (a sandbox that cannot fit "
-        "is refused); a writable layer past what is left of it is killed with a disk breach",
+        "is refused); a sandbox whose writable layer and writable mounts grow past what is left of it is killed "
+        "with a disk breach",
         ("tests/security/test_disk_limits.py::test_a_sandbox_that_cannot_fit_the_disk_budget_is_refused_before_creation",
+         "tests/security/test_disk_limits.py::test_bytes_written_under_a_writable_mount_count_against_the_disk_budget",
          "tests/unit/test_confine_disk.py::test_without_a_share_the_budget_left_beside_the_others_is_the_limit")),
     "resource_limits.sandbox.disk_bytes": Effect(
-        "what one sandbox may write to a writable root's container layer; past it, it is killed within one "
-        "sampling interval with a disk breach",
+        "what one sandbox may write to a writable root's container layer and its writable mounts; past it, it is "
+        "killed within one sampling interval with a disk breach",
         ("tests/security/test_disk_limits.py::test_a_disk_bomb_under_a_32_mib_share_is_stopped_and_reported_as_disk",
+         "tests/unit/test_confine_disk.py::test_what_a_writable_mount_grew_by_counts_and_past_the_share_is_killed",
          "tests/unit/test_confine_disk.py::test_a_layer_past_its_share_is_killed_once_with_a_disk_breach")),
     "resource_limits.enable_resource_monitoring": Effect(
         "on: running sandboxes' usage is sampled at least every second; off: only at metrics_interval",
@@ -136,6 +141,27 @@ EFFECTS: dict[str, Effect] = {
     "resource_limits.sandbox.tmpfs_bytes": Effect(
         "size of the sandbox's /tmp (a tmpfs, with a read-only root)",
         (_FX + "test_tmpfs_size_bounds_tmp",)),
+    "resource_limits.services.memory_bytes": Effect(
+        "memory limit of the shared-services cgroup, all singletons together (outside every environment's budget); "
+        "set by the environment that creates a singleton while none runs there, a policy asking otherwise sees "
+        "the difference in check_resource_limits",
+        (_SV + "test_a_singleton_lives_in_the_shared_cgroup_outlives_its_environment_and_is_reported_by_adopters",
+         "tests/unit/test_confine_shared.py::"
+         "test_the_group_keeps_the_first_policys_limits_and_a_later_policy_sees_a_mismatch")),
+    "resource_limits.services.cpu_percent": Effect(
+        "CPU quota of the shared-services cgroup, all singletons together (100 = one core)",
+        (_SV + "test_a_singleton_lives_in_the_shared_cgroup_outlives_its_environment_and_is_reported_by_adopters",)),
+    "resource_limits.services.pids_limit": Effect(
+        "process count limit of the shared-services cgroup, all singletons together",
+        (_SV + "test_a_singleton_lives_in_the_shared_cgroup_outlives_its_environment_and_is_reported_by_adopters",)),
+    "resource_limits.services.service_memory_bytes": Effect(
+        "memory limit of each singleton (its own cgroup in the shared-services one, set by the policy that "
+        "creates it); going over is an OOM kill",
+        (_SV + "test_a_singleton_past_its_services_memory_limit_is_oom_killed",
+         _SV + "test_a_singleton_lives_in_the_shared_cgroup_outlives_its_environment_and_is_reported_by_adopters")),
+    "resource_limits.services.service_pids_limit": Effect(
+        "process count limit of each singleton, set by the policy that creates it",
+        (_SV + "test_a_singleton_lives_in_the_shared_cgroup_outlives_its_environment_and_is_reported_by_adopters",)),
     "security_policy.enable_network_isolation": Effect(
         "on: loopback only (network mode none); off: egress through slirp4netns",
         (_FX + "test_network_isolation_off_gives_an_interface_beyond_loopback",)),

@@ -49,6 +49,18 @@ class SandboxLimits(_Base):
     disk_bytes: PositiveInt | None = None
 
 
+class ServicesLimits(_Base):
+    """Limits of the shared-services cgroup: every singleton service of this user together
+    (they outlive the environments that made them, so no environment's budget holds them),
+    and each singleton in it. The policy of the environment that creates a singleton sets them."""
+
+    memory_bytes: PositiveInt | None = 2 * GiB  # all singletons together
+    cpu_percent: PositiveFloat | None = None  # all singletons together; 100 = one core; None: no quota
+    pids_limit: Annotated[int, Meta(ge=1, le=INT64_MAX)] | None = 2048  # all singletons together
+    service_memory_bytes: PositiveInt | None = 1 * GiB  # each singleton
+    service_pids_limit: Annotated[int, Meta(ge=1, le=INT64_MAX)] | None = 512  # each singleton
+
+
 class ResourceLimits(_Base):
     """The environment's budget (all its sandboxes together) and per-sandbox limits."""
 
@@ -64,6 +76,7 @@ class ResourceLimits(_Base):
     enable_resource_monitoring: bool = True
     resource_cleanup_timeout: PositiveFloat = 60.0
     sandbox: SandboxLimits = msgspec.field(default_factory=SandboxLimits)
+    services: ServicesLimits = msgspec.field(default_factory=ServicesLimits)
 
 
 class RedactionRule(_Base):
@@ -180,6 +193,7 @@ class PolicyConfig(_Base):
 SIZE_FIELDS: dict[str, set[str]] = {
     "resource_limits": {"max_memory_usage_bytes", "max_disk_usage_bytes", "max_network_bandwidth_bytes_per_sec"},
     "resource_limits.sandbox": {"memory_bytes", "memory_swap_bytes", "tmpfs_bytes", "disk_bytes"},
+    "resource_limits.services": {"memory_bytes", "service_memory_bytes"},
     "security_policy": {"max_copy_out_bytes"},
     "performance_monitoring.thresholds": {"max_memory_usage_bytes"},
 }
@@ -192,6 +206,7 @@ DURATION_FIELDS: dict[str, set[str]] = {
 SUBTABLES: dict[str, type[msgspec.Struct]] = {
     "resource_limits": ResourceLimits,
     "resource_limits.sandbox": SandboxLimits,
+    "resource_limits.services": ServicesLimits,
     "security_policy": SecurityPolicy,
     "security_policy.redaction_rules": RedactionRule,
     "performance_monitoring": PerformanceMonitoring,

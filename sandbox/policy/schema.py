@@ -18,6 +18,7 @@ _DEF_NAMES = {
     "": "CleanroomConfig",
     "resource_limits": "ResourceLimits",
     "resource_limits.sandbox": "SandboxLimits",
+    "resource_limits.services": "ServicesLimits",
     "security_policy": "SecurityPolicy",
     "performance_monitoring": "PerformanceMonitoring",
     "performance_monitoring.thresholds": "Thresholds",

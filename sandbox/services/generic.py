@@ -62,9 +62,11 @@ class GenericContainer:
     def spec_digest(self) -> str:
         """What must match for a running singleton to be reused for this definition."""
         # "network" names how services are wired: a container made under another
-        # scheme (one without the environment network) cannot join and is replaced.
+        # scheme (one without the environment network) cannot join and is replaced;
+        # "cgroup" likewise: one made inside an environment's cgroup is replaced once.
         data = {"image": self.image, "command": self.command, "env": self.env_vars, "ports": self.ports,
-                "class": type(self).__name__, "network": "shared-primary+environment", **self.identity()}
+                "class": type(self).__name__, "network": "shared-primary+environment",
+                "cgroup": "shared-services", **self.identity()}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     # -- lifecycle ------------------------------------------------------------------

@@ -61,6 +61,13 @@ class ServiceRegistry:
         self._record_metric("containers.created", 1)
         return container
 
+    def shared(self) -> list[tuple[str, str, int]]:
+        """The singletons this environment uses, made or adopted: (name, container, pid) each."""
+        with self._lock:
+            owned = list(self._owned)
+        return [(name, c.service.name, c.service.handle.pid) for name, c in list(self._by_name.items())
+                if c.service is not None and not c.service.removed and not any(c is o for o in owned)]
+
     def kept_ids(self) -> list[str]:
         """Containers that outlive the environment (running singletons it used)."""
         return [c.service.id for c in self._by_name.values() if c.service is not None and not c.service.removed]

@@ -11,6 +11,7 @@ import pytest
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, GenericContainer, ResourceLimitExceeded
 from sandbox.engine.ownership import LABEL_ENV
+from sandbox.engine.types import Mount
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 from podman_helpers import BUSYBOX, containers_with_label  # noqa: E402
@@ -54,3 +55,26 @@ def test_a_sandbox_that_cannot_fit_the_disk_budget_is_refused_before_creation(tm
         assert containers_with_label(podman_api, f"{LABEL_ENV}={env.id}") == before
         holder.stop()
         assert env.run(BUSYBOX, ["/bin/echo", "fits"]).stdout == "fits\n"  # the share came back
+
+
+def test_bytes_written_under_a_writable_mount_count_against_the_disk_budget(tmp_path, podman_url):
+    out = tmp_path / "out"
+    out.mkdir()
+    cfg = CleanroomConfig.from_toml(
+        "[cleanroom.security_policy]\nallow_writable_mounts = true\n"
+        f"allowed_mount_paths = [{str(tmp_path)!r}]\n"
+        "[cleanroom.performance_monitoring]\nmetrics_interval = 0.2\n"
+        '[cleanroom.resource_limits]\nmax_disk_usage_bytes = "20MiB"\n'
+        '[cleanroom.resource_limits.sandbox]\ntmpfs_bytes = "4MiB"\n')  # 16 MiB of the budget left to write
+    bomb = BOMB.replace("of=/bomb", "of=/out/bomb")
+    with CleanroomEnvironment(cfg, url=podman_url, audit_dir=tmp_path / "audit") as env:
+        small = env.run(BUSYBOX, ["/bin/sh", "-c", "dd if=/dev/zero of=/out/small bs=1M count=4 2>/dev/null"],
+                        mounts=[Mount(str(out), "/out", read_only=False)])
+        assert small.exit_code == 0 and not small.breaches
+        assert 4 * MiB <= small.usage.peak_disk_bytes < 8 * MiB  # seen through the mount, on a read-only root
+        with pytest.raises(ResourceLimitExceeded) as info:
+            env.run(BUSYBOX, ["/bin/sh", "-c", bomb], mounts=[Mount(str(out), "/out", read_only=False)], check=True)
+    assert info.value.limit == "disk" and info.value.limit_value == 16 * MiB
+    assert "writable mounts" in str(info.value)
+    written = sum(f.stat().st_size for f in out.glob("bomb*"))
+    assert 16 * MiB < written < 160 * MiB  # stopped within about one interval, far from its 320 MiB

@@ -84,3 +84,16 @@ def test_v1_reads_counters_from_each_controller(tmp_path):
     u = CgroupV1(tmp_path, user="tester").read_usage("env")
     assert u["peak_memory"] == 67108864 and u["oom_kills"] == 2
     assert u["pids_limit_hits"] == 5 and u["peak_pids"] == 64 and u["cpu_ns"] == 1_500_000_000
+
+
+def test_v1_makes_a_cgroup_again_after_it_was_removed(tmp_path):
+    # The shared-services cgroup comes and goes under one name within one process.
+    for c in ("memory", "pids", "cpu", "cpuacct", "blkio"):
+        (tmp_path / c / "cleanroom.tester").mkdir(parents=True)
+    driver = CgroupV1(tmp_path, user="tester")
+    for _ in range(2):
+        driver.make("shared-services/one")
+        assert (tmp_path / "pids" / "cleanroom.tester" / "shared-services" / "one").is_dir()
+        driver.remove("shared-services/one", timeout=0.1)
+        driver.remove("shared-services", timeout=0.1)
+        assert not (tmp_path / "memory" / "cleanroom.tester" / "shared-services").exists()

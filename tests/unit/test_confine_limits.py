@@ -17,7 +17,8 @@ import pytest
 
 import sandbox.confine as confine
 from sandbox.confine.cgroups import CgroupError
-from sandbox.confine.limits import CgroupConfiner, owner_alive, records_dir
+from sandbox.confine.limits import CgroupConfiner
+from sandbox.confine.owners import owner_alive, records_dir
 from sandbox.engine.types import CreateRequest, SandboxHandle
 from sandbox.errors import ContainerError, ResourceLimitExceeded
 
@@ -70,10 +71,13 @@ class FakeDriver:
 def policy(**over) -> SimpleNamespace:
     sb = SimpleNamespace(memory_bytes=512 * MiB, memory_swap_bytes=None, cpu_percent=100.0, pids_limit=512,
                          io_weight=None)
+    svc = SimpleNamespace(memory_bytes=over.get("group_memory", 256 * MiB), cpu_percent=None,
+                          pids_limit=over.get("group_pids", 300), service_memory_bytes=over.get("svc_memory", 96 * MiB),
+                          service_pids_limit=64)
     rl = SimpleNamespace(max_container_count=over.get("count", 10), max_memory_usage_bytes=2048 * MiB,
                          max_cpu_usage_percent=50.0, enable_resource_monitoring=over.get("monitoring", True),
                          on_container_limit=over.get("on_limit", "refuse"),
-                         max_network_bandwidth_bytes_per_sec=None, sandbox=sb)
+                         max_network_bandwidth_bytes_per_sec=None, sandbox=sb, services=svc)
     return SimpleNamespace(resource_limits=rl, performance_monitoring=SimpleNamespace(metrics_interval=10.0),
                            container_startup_timeout=over.get("startup", 2.0))
 
