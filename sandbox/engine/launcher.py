@@ -20,6 +20,7 @@ from sandbox.engine.ownership import LABEL_KIND, LABEL_SINGLETON
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.service import ServiceHandle
 from sandbox.engine.types import LABEL_CGROUP, SHARED_SERVICES_CGROUP, CreateRequest, NetworkAttachment, SandboxHandle
+from sandbox.errors import ContainerNotFound
 
 LABEL_DIGEST = "io.cleanroom.spec-digest"
 
@@ -74,9 +75,20 @@ class ServiceLauncher:
             self._network.connect(service.id, [name])
         return service
 
-    def find_singleton(self, name: str) -> ContainerInfo | None:
-        """The singleton container called ``name`` made by any process, if there is one."""
+    def find_singleton(self, name: str, container_name: str | None = None) -> ContainerInfo | None:
+        """The singleton container called ``name`` made by any process, if there is one.
+
+        ``container_name``, the name singletons are created under, is looked up first: one
+        inspect instead of a label search and an inspect (adoption is on every test
+        process's path); the label search still finds one made under another name."""
         api = self._runner.api
+        if container_name is not None:
+            try:
+                info = api.inspect_container(container_name)
+            except ContainerNotFound:
+                info = None
+            if info is not None and info.labels.get(LABEL_SINGLETON) == name:
+                return info
         found = api.list_containers(labels=[f"{LABEL_SINGLETON}={name}"])
         return api.inspect_container(found[0].id) if found else None
 

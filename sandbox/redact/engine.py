@@ -26,12 +26,33 @@ MAX_MULTILINE_HOLD = 16384
 Span = tuple[int, int, int]  # start, end, rule index
 
 
+class _OnFirstUse:
+    """Each rule's exact pattern, compiled when a text first needs it: a rule's regex runs
+    only where the prefilter hit it (or for the few rules outside the prefilter), so a
+    process that redacts a little never compiles most of the pack (~0.2 s for all of it).
+    Patterns were validated when their pack or policy was loaded; a race compiles one
+    twice, harmlessly."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self._patterns = patterns
+        self._compiled: list[Any] = [None] * len(patterns)
+
+    def __getitem__(self, i: int) -> Any:
+        pat = self._compiled[i]
+        if pat is None:
+            pat = self._compiled[i] = compile_pattern(self._patterns[i])
+        return pat
+
+    def __len__(self) -> int:
+        return len(self._patterns)
+
+
 class Compiled:
     """The rule set as matched: exact patterns, gates, and an optional prefilter."""
 
     def __init__(self, rules: list[Rule] | tuple[Rule, ...], *, prefilter: bool = True) -> None:
         self.rules = list(rules)
-        self.exact = [compile_pattern(r.pattern) for r in self.rules]
+        self.exact = _OnFirstUse([r.pattern for r in self.rules])
         self.has_group = ["(?P<s>" in r.pattern for r in self.rules]
         self.gates = [GATES[r.gate] if r.gate else None for r in self.rules]
         self.multiline = any(r.multiline for r in self.rules)

@@ -122,6 +122,15 @@ class GenericContainer:
     def health_check(self) -> bool:
         return self.wait.check(self) if self.wait is not None else True
 
+    def adoption_probe(self) -> bool:
+        """One readiness probe of a running container this process did not start (a
+        reused singleton): the wait strategy's check, once. Services with a protocol
+        probe it directly instead (a query costs less than reading the start-up log)."""
+        try:
+            return self.health_check()
+        except Exception:
+            return False
+
     def is_healthy(self) -> bool:
         try:
             return self.is_running() and self.health_check()
@@ -158,6 +167,11 @@ class GenericContainer:
             return "\n".join(self.logs().rstrip("\n").splitlines()[-_TAIL:])
         except Exception:
             return ""
+
+    def release(self) -> None:
+        """This process is done with the container, which may stay running for others
+        (a singleton): what it holds on the container's behalf (connections, prepared
+        state) goes. Called when its environment closes."""
 
     def stop(self) -> None:
         if self.service is not None:

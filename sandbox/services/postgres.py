@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 import urllib.parse
 import uuid
 from typing import Any
@@ -14,6 +13,7 @@ from psycopg.conninfo import make_conninfo
 from psycopg_pool import ConnectionPool
 
 from sandbox.errors import ContainerError
+from sandbox.services import pg_queue
 from sandbox.services.generic import SERVICES_IMAGE, GenericContainer
 from sandbox.services.settings import Value, postgres_args, postgres_extensions
 from sandbox.services.wait import AllOf, LogMatches, PortOpen
@@ -83,6 +83,7 @@ class PostgresContainer(GenericContainer):
         self.port = port
         self._lock = threading.Lock()
         self._admin: psycopg.Connection | None = None
+        self._queues: dict[str, pg_queue.DatabaseQueue] = {}
         self._initialised = False
 
     def identity(self) -> dict[str, Any]:
@@ -128,6 +129,15 @@ class PostgresContainer(GenericContainer):
     def health_check(self) -> bool:
         return super().health_check() and self.is_connected()
 
+    def adoption_probe(self) -> bool:
+        """One query on the admin connection, which then stays open for what follows."""
+        try:
+            with self._lock:
+                return self._admin_conn().execute("SELECT 1").fetchone() == (1,)
+        except psycopg.Error:
+            self._admin = None
+            return False
+
     def is_connected(self) -> bool:
         try:
             with self.connect(autocommit=True) as conn:
@@ -167,33 +177,41 @@ class PostgresContainer(GenericContainer):
 
     # -- per-test databases -----------------------------------------------------------
     def create_database(self, name: str, template: str | None = None) -> None:
-        ident = pgsql.Identifier(name)
-        query = pgsql.SQL("CREATE DATABASE {}").format(ident)
-        if template:
-            query = pgsql.SQL("CREATE DATABASE {} TEMPLATE {} STRATEGY FILE_COPY").format(
-                ident, pgsql.Identifier(template))
-        # Two clones of one template at the same instant collide ("being accessed by other
-        # users"); under pytest-xdist that happens, so retry briefly.
-        for attempt in range(50):
-            try:
-                with self._lock:
-                    self._run(lambda c: c.execute(query))
-                return
-            except psycopg.errors.ObjectInUse:
-                time.sleep(0.01 * (attempt + 1))
-        raise ContainerError(f"could not clone template {template!r}: it stays in use", sandbox=self.service.name)
+        try:
+            with self._lock:
+                self._run(lambda c: pg_queue.clone(c, name, template))
+        except ContainerError as exc:
+            raise ContainerError(str(exc), sandbox=self.service.name) from None
 
     def drop_database(self, name: str) -> None:
         with self._lock:
-            self._run(lambda c: c.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                pgsql.Identifier(name))))
+            self._run(lambda c: pg_queue.drop(c, name))
+
+    def database_queue(self, template: str, depth: int = pg_queue.DEFAULT_DEPTH) -> pg_queue.DatabaseQueue:
+        """The queue of per-test databases cloned ahead from ``template`` (one per template,
+        started on first call, closed with the environment)."""
+        with self._lock:
+            q = self._queues.get(template)
+            if q is None:
+                q = self._queues[template] = pg_queue.DatabaseQueue(self, template, depth)
+            return q
+
+    def release(self) -> None:
+        """This process is done with the container (it may stay running for others): its
+        queues drop what they prepared, and the admin connection closes."""
+        with self._lock:
+            queues, self._queues = list(self._queues.values()), {}
+        for q in queues:
+            q.close()
+        if self._admin is not None:
+            self._admin.close()
+            self._admin = None
 
     def database_exists(self, name: str) -> bool:
         return bool(self.execute_query("SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
 
     def stop(self) -> None:
-        if self._admin is not None:
-            self._admin.close()
+        self.release()
         super().stop()
 
 
@@ -225,14 +243,22 @@ class PostgresPool:
 
 
 class TestDatabase:
-    """One test's own database, cloned from the session template and dropped after."""
+    """One test's own database, cloned from the session template and dropped after.
+
+    With ``queue`` (``container.database_queue(template)``) the clone was made ahead and
+    the drop happens in the background: the test waits for neither."""
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, container: PostgresContainer, template: str) -> None:
+    def __init__(self, container: PostgresContainer, template: str,
+                 queue: pg_queue.DatabaseQueue | None = None) -> None:
         self.container = container
-        self.name = f"t_{uuid.uuid4().hex[:16]}"
-        container.create_database(self.name, template)
+        self._queue = queue
+        if queue is not None:
+            self.name = queue.take()
+        else:
+            self.name = f"t_{uuid.uuid4().hex[:16]}"
+            container.create_database(self.name, template)
         self.url = container.url(self.name)
         self._conn: psycopg.Connection | None = None
 
@@ -253,4 +279,7 @@ class TestDatabase:
     def drop(self) -> None:
         if self._conn is not None:
             self._conn.close()
-        self.container.drop_database(self.name)
+        if self._queue is not None:
+            self._queue.discard(self.name)
+        else:
+            self.container.drop_database(self.name)

@@ -65,6 +65,9 @@ class RedisContainer(GenericContainer):
     def health_check(self) -> bool:
         return super().health_check() and self.is_connected()
 
+    def adoption_probe(self) -> bool:
+        return self.is_connected()
+
     def is_connected(self) -> bool:
         try:
             c = self.client()

@@ -75,6 +75,12 @@ class ServiceRegistry:
     def close(self) -> None:
         with self._lock:
             owned, self._owned = self._owned, []
+            kept = [c for c in self._by_name.values() if c not in owned]
+        for container in kept:  # singletons stay running: only what this process holds goes
+            try:
+                container.release()
+            except Exception as exc:  # keep going: the rest must still be released
+                logger.warning("service release failed", error=str(exc))
         for container in reversed(owned):
             try:
                 container.stop()

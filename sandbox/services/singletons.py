@@ -35,10 +35,13 @@ def container_name(name: str) -> str:
 
 
 def _try_adopt(launcher: ServiceLauncher, container: Any, info: Any, name: str) -> bool:
-    """Join a running singleton and probe it; False when it cannot serve."""
+    """Join a running singleton and probe it once; False when it cannot serve.
+
+    The inspect that found it already says it runs, so the one probe is the service's
+    own protocol (``adoption_probe``: a query, a PING), not the start-up wait again."""
     try:
         container._attach(launcher.adopt(info, alias=name), reused=True)
-        return container.is_healthy()
+        return container.adoption_probe()
     except Exception:  # cannot join or probe it: replace it like an unhealthy one
         return False
 
@@ -49,7 +52,7 @@ def get_or_create(launcher: ServiceLauncher, name: str, factory: Callable[[], An
     container._prepare(launcher)
     digest = container.spec_digest()
     with FileLock(str(lock_path(name)), timeout=float(launcher.config.container_startup_timeout) * 2):
-        info = launcher.find_singleton(name)
+        info = launcher.find_singleton(name, container_name(name))
         if info is not None:
             if info.state.running and info.labels.get(LABEL_DIGEST) == digest and \
                     _try_adopt(launcher, container, info, name):

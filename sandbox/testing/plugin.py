@@ -130,18 +130,38 @@ def postgres(cleanroom) -> Any:
     return cleanroom.get_or_create_container("postgres", lambda: PostgresContainer("cleanroom", "cleanroom", pw))
 
 
+def _no_setup(conn: Any) -> None:
+    """The default template preparation: none (an empty database)."""
+
+
+# Without a setup of the suite's own, the template is an empty database: one such
+# template serves every run on this host (named outside cleanroom_tmpl_%, which runs
+# sweep), so a warm run finds it present instead of making and dropping one.
+EMPTY_TEMPLATE = "cleanroom_template_empty"
+
+
 @pytest.fixture(scope="session")
 def cleanroom_postgres_setup() -> Callable[[Any], None]:
     """Override to prepare the template every postgres_db is cloned from (migrations,
     fixtures). Receives a psycopg connection to the template database."""
-    return lambda conn: None
+    return _no_setup
 
 
 @pytest.fixture(scope="session")
 def cleanroom_postgres_template(request: pytest.FixtureRequest, postgres, cleanroom_postgres_setup) -> str:
-    """A template database prepared once per test run, shared by xdist workers."""
+    """A template database prepared once per test run (shared by xdist workers), or, with
+    no setup of the suite's own, once per host; per-test clones of it start being made
+    in the background at once."""
     from sandbox.services.singletons import lock_path  # optional: heavy, see _LAZY_NOTE
 
+    if cleanroom_postgres_setup is _no_setup:
+        name = EMPTY_TEMPLATE
+        if not postgres.database_exists(name):
+            with FileLock(str(lock_path(f"template-{name}"))):
+                if not postgres.database_exists(name):
+                    postgres.create_database(name)
+        postgres.database_queue(name)
+        return name
     name = f"cleanroom_tmpl_{_run_id(request.config)}"
     with FileLock(str(lock_path(f"template-{name}"))):
         if not postgres.database_exists(name):
@@ -155,15 +175,17 @@ def cleanroom_postgres_template(request: pytest.FixtureRequest, postgres, cleanr
             postgres.create_database(name)
             with postgres.connect(name, autocommit=True) as conn:
                 cleanroom_postgres_setup(conn)
+    postgres.database_queue(name)
     return name
 
 
 @pytest.fixture
 def postgres_db(postgres, cleanroom_postgres_template) -> Iterator[Any]:
-    """A fresh database for this test, cloned from the session template, dropped after."""
+    """A fresh database for this test, cloned from the session template ahead of time
+    (a small queue is kept ready), dropped in the background after."""
     from sandbox.services import TestDatabase  # optional: heavy, see _LAZY_NOTE
 
-    db = TestDatabase(postgres, cleanroom_postgres_template)
+    db = TestDatabase(postgres, cleanroom_postgres_template, queue=postgres.database_queue(cleanroom_postgres_template))
     try:
         yield db
     finally:

@@ -146,6 +146,10 @@ class FakePodman:
         try:
             return self.containers[cid]
         except KeyError:
+            # Podman takes a name wherever it takes an id.
+            named = [c for c in self.containers.values() if c.spec.get("name") == cid]
+            if named:
+                return named[0]
             raise ContainerNotFound(f"no container with id {cid}") from None
 
     def ping(self) -> bool:
