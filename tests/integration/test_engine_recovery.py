@@ -81,6 +81,7 @@ def test_a_managed_service_that_died_is_restarted_once_and_the_session_carries_o
         served_by = int(pidfile.read_text())
         assert served_by in _service_pids(url)  # the PID file names the process that serves the socket
         # Once per environment: a second death is an error that says so, not a restart loop.
+        env._runner.drain()
         _kill(url)
         with pytest.raises(EngineUnavailable) as info:
             env.run(BUSYBOX, ["/bin/true"])
