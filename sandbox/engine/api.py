@@ -84,6 +84,14 @@ class AttachStream(Protocol):
         """Never raises: the connection may already be gone with the service."""
 
 
+class AttachChannel(AttachStream, Protocol):
+    """An attach that stays open both ways: ``send`` writes to the command's stdin at any
+    time (never closing it), iteration yields its output frames (a session's agent)."""
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data``; ContainerError once the connection is gone."""
+
+
 class PodmanAPI(Protocol):
     url: str
     restarts: int  # times the service was restarted under this API (streams opened before are gone)
@@ -106,6 +114,8 @@ class PodmanAPI(Protocol):
     def attach(self, cid: str, *, stdin: StdinSource | None = None) -> AttachStream:
         """Output frames from before start; with ``stdin``, also feeds it, then closes the
         command's stdin (the container must have been created with stdin open)."""
+    def attach_channel(self, cid: str) -> AttachChannel:
+        """Before start: a two-way attach kept open (the container must have stdin open)."""
     def start_container(self, cid: str, *, timeout: float) -> None: ...
     def inspect_container(self, cid: str, *, posture: bool = False) -> ContainerInfo:
         """``posture=True`` also reads the isolation Podman set up (``ContainerInfo.posture``)."""

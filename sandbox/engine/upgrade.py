@@ -50,6 +50,7 @@ class UpgradedAttach:
     def __init__(self, sock: socket.socket, stdin: bytes | BinaryIO | None) -> None:
         self._sock = sock
         self._reader = sock.makefile("rb")
+        self._send_lock = threading.Lock()
         if stdin is not None:
             threading.Thread(target=self._feed, args=(stdin,), name="attach-stdin", daemon=True).start()
 
@@ -64,6 +65,11 @@ class UpgradedAttach:
                 self._sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+
+    def send(self, data: bytes) -> None:
+        """Write to the command's stdin now (a channel opened without ``stdin``); OSError when gone."""
+        with self._send_lock:
+            self._sock.sendall(data)
 
     def __iter__(self) -> Iterator[Frame]:
         return read_frames(self._reader.read)
@@ -88,6 +94,12 @@ def _read_head(sock: socket.socket) -> bytes:
 
 def attach_path(cid: str) -> str:
     return f"/containers/{quote(cid)}/attach?stream=true&stdin=true&stdout=true&stderr=true&logs=true"
+
+
+def channel_path(cid: str) -> str:
+    """Attach for a channel kept open: no detach keys (Podman would end the attach on
+    ctrl-p ctrl-q in the data), no replayed logs."""
+    return f"/containers/{quote(cid)}/attach?stream=true&stdin=true&stdout=true&stderr=true&detachKeys="
 
 
 def exec_start_path(exec_id: str) -> str:
