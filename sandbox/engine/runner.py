@@ -171,7 +171,7 @@ class SandboxRunner:
                               writable_paths=request.writable_paths, user=request.user, mounts=mounts,
                               workdir=request.workdir, stdin=request.stdin, system_mounts=request.system_mounts,
                               extra_caps=request.extra_caps, entrypoint=request.entrypoint,
-                              clock=request.kind == "sandbox")
+                              clock=request.kind == "sandbox", keep_log=request.keep_log)
         except NetworkPolicyViolation as exc:
             self.audit("network.refused", "High", sandbox=request.name, reason=str(exc))
             raise

@@ -234,8 +234,9 @@ def _image_user(runner: SandboxRunner, image: str) -> str | None:
 
 def _with_agent(request: CreateRequest) -> CreateRequest:
     """The request with cleanroom-helper's agent as its first process (as root, so it
-    can be placed, and with the switching capabilities it drops in each command) and
-    stdin open: the agent's requests arrive there."""
-    return msgspec.structs.replace(request, command=["-A"], entrypoint=[HELPER_TARGET], stdin=True,
+    can be placed, and with the switching capabilities it drops in each command), stdin
+    open (the agent's requests arrive there) and no container log: the channel carries
+    every command's output unredacted, which must not be written to disk."""
+    return msgspec.structs.replace(request, command=["-A"], entrypoint=[HELPER_TARGET], stdin=True, keep_log=False,
                                    system_mounts=[Mount(helper(), HELPER_TARGET)], extra_caps=list(SWITCH_CAPS),
                                    user="0")

@@ -63,6 +63,7 @@ def build_spec(
     extra_caps: list[str] | None = None,
     entrypoint: list[str] | None = None,
     clock: bool = True,
+    keep_log: bool = True,
 ) -> dict[str, Any]:
     """The create body for one sandbox.
 
@@ -73,7 +74,8 @@ def build_spec(
     ``mounts`` are host paths already checked against the policy (``sandbox.engine.mounts``);
     ``system_mounts`` are cleanroom's own static helpers (read-only whatever they say) and
     ``extra_caps`` what the helper needs until it drops them.
-    ``clock=False`` leaves out the policy's frozen clock (services keep the real one).
+    ``clock=False`` leaves out the policy's frozen clock (services keep the real one);
+    ``keep_log=False``: no log driver (attach still sees the output).
     """
     check_ports(policy, ports)
     iso = _iso(policy)
@@ -90,6 +92,8 @@ def build_spec(
         spec["user"] = user
     if stdin:
         spec["stdin"] = True
+    if not keep_log:
+        spec["log_configuration"] = {"driver": "none"}
     if entrypoint is not None:
         spec["entrypoint"] = list(entrypoint)
     mounts = list(mounts or []) + [Mount(m.source, m.target, read_only=True) for m in system_mounts or []]

@@ -46,6 +46,7 @@ def test_a_sessions_first_process_is_the_agent_with_the_helper_mounted_read_only
     spec = next(iter(fake.containers.values())).spec
     assert spec["entrypoint"] == [HELPER_TARGET] and spec["command"] == ["-A"]
     assert spec["stdin"] is True  # the agent's requests arrive on its stdin
+    assert spec["log_configuration"] == {"driver": "none"}  # raw output never kept on disk by Podman
     binds = {m["destination"]: m for m in spec["mounts"] if m["type"] == "bind"}
     assert set(binds) == {HELPER_TARGET}
     assert all("ro" in m["options"] for m in binds.values())
