@@ -97,8 +97,8 @@ def attach_path(cid: str) -> str:
 
 
 def channel_path(cid: str) -> str:
-    """Attach for a channel kept open: no detach keys (Podman would end the attach on
-    ctrl-p ctrl-q in the data), no replayed logs."""
+    """Attach for a channel kept open: detach keys explicitly off (the channel carries
+    binary frames: no byte pair in them may ever read as a detach request), no replayed logs."""
     return f"/containers/{quote(cid)}/attach?stream=true&stdin=true&stdout=true&stderr=true&detachKeys="
 
 
