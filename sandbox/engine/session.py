@@ -238,5 +238,5 @@ def _with_agent(request: CreateRequest) -> CreateRequest:
     open (the agent's requests arrive there) and no container log: the channel carries
     every command's output unredacted, which must not be written to disk."""
     return msgspec.structs.replace(request, command=["-A"], entrypoint=[HELPER_TARGET], stdin=True, keep_log=False,
-                                   system_mounts=[Mount(helper(), HELPER_TARGET)], extra_caps=list(SWITCH_CAPS),
-                                   user="0")
+                                   system_mounts=[*request.system_mounts, Mount(helper(), HELPER_TARGET)],
+                                   extra_caps=list(SWITCH_CAPS), user="0")
