@@ -16,13 +16,15 @@ import msgspec
 
 from sandbox.errors import ContainerError
 
-HEAD = struct.Struct(">B3xII")
+HEAD = struct.Struct(">B3sII")
+_PAD = b"\0\0\0"
 MAX_PAYLOAD = 1 << 20
 
 # engine → agent
 EXEC, STDIN, STDIN_END, KILL = b"E", b"I", b"C", b"K"
 # agent → engine
 READY, STDOUT, STDERR, ACK, EXIT, FAILED = b"H", b"O", b"R", b"A", b"X", b"F"
+KINDS = frozenset(EXEC + STDIN + STDIN_END + KILL + READY + STDOUT + STDERR + ACK + EXIT + FAILED)
 
 
 class Reply(msgspec.Struct, frozen=True):
@@ -39,7 +41,7 @@ def encode(kind: bytes, exec_id: int, payload: bytes = b"") -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise ContainerError(f"a request to the session's agent is {len(payload)} bytes, more than its 1 MiB limit "
                              "(a very large command line or environment)")
-    return HEAD.pack(kind[0], exec_id, len(payload)) + payload
+    return HEAD.pack(kind[0], _PAD, exec_id, len(payload)) + payload
 
 
 def exec_request(exec_id: int, argv: list[str], *, env: dict[str, str] | None = None, workdir: str | None = None,
@@ -63,7 +65,11 @@ def reply(kind: bytes, exec_id: int, payload: bytes = b"", number: int | None = 
 
 
 class Decoder:
-    """Bytes as they arrive → whole frames; what is left waits for the next piece."""
+    """Bytes as they arrive → whole frames; what is left waits for the next piece.
+
+    A head that is not one (unknown kind, padding not zero, a payload over the limit)
+    is a ContainerError at once: bytes that did not come from the agent in the stream
+    must end the session, never leave it waiting for a frame that will not come."""
 
     def __init__(self) -> None:
         self._buf = bytearray()
@@ -72,9 +78,11 @@ class Decoder:
         self._buf += data
         out, at = [], 0
         while len(self._buf) - at >= HEAD.size:
-            kind, exec_id, size = HEAD.unpack_from(self._buf, at)
-            if size > MAX_PAYLOAD:
-                raise ContainerError(f"the session's agent sent a frame of {size} bytes: the stream is corrupt")
+            kind, pad, exec_id, size = HEAD.unpack_from(self._buf, at)
+            if kind not in KINDS or pad != _PAD or size > MAX_PAYLOAD:
+                shown = bytes(self._buf[at:at + 4])
+                raise ContainerError(f"the session's agent sent a malformed frame head ({shown!r}, {size} bytes): "
+                                     "the stream is corrupt")
             if len(self._buf) - at < HEAD.size + size:
                 break
             start = at + HEAD.size

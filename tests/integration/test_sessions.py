@@ -207,6 +207,21 @@ def test_output_in_pieces_is_redacted_and_never_logged_by_podman(env, podman_api
     assert log_config["Type"] == "none"  # the agent's channel carries raw output: not kept on disk
 
 
+def test_a_root_command_keeping_capabilities_cannot_write_into_the_agents_channel(tmp_path, podman_url):
+    # Podman's default capability set: commands keep SETUID and SETGID and run as the
+    # container's root, the agent's own uid; only the agent's non-dumpable flag keeps
+    # /proc/1/fd closed. A forged frame would otherwise end or mislead the session.
+    config = _strict(drop_all_capabilities=False)
+    with CleanroomEnvironment(config, url=podman_url, audit_dir=tmp_path / "audit") as env:
+        with env.session(BUSYBOX) as sb:
+            forge = sb.exec(["/bin/sh", "-c", "id -u; grep CapEff /proc/self/status; printf 'X\\0\\0\\0' > /proc/1/fd/1"],
+                            timeout=10)
+            after = sb.exec(["/bin/echo", "intact"], timeout=10)
+    assert forge.stdout.splitlines()[0] == "0" and forge.stdout.split()[2] != "0000000000000000"
+    assert forge.exit_code != 0 and "Permission denied" in forge.stderr
+    assert after.stdout == "intact\n"
+
+
 _SIGTERM_SCRIPT = """
 import sys, time
 from sandbox import CleanroomConfig, CleanroomEnvironment

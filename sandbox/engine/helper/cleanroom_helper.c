@@ -537,6 +537,10 @@ static int agent(void) {
     if (sfd < 0) die("signalfd", strerror(errno));
     signal(SIGPIPE, SIG_IGN);
     prctl(PR_SET_CHILD_SUBREAPER, 1);  /* orphans come to us even without a PID namespace */
+    /* Not dumpable: a command running as the container's root cannot open /proc/1/fd/*
+     * and write into the channel (that needs CAP_SYS_PTRACE); each command is dumpable
+     * again once it execs. */
+    prctl(PR_SET_DUMPABLE, 0);
     fcntl(0, F_SETFD, FD_CLOEXEC);
     fcntl(1, F_SETFD, FD_CLOEXEC);
     for (int i = 0; i < AGENT_LEFTOVERS; i++) leftovers[i] = -1;
