@@ -1,6 +1,7 @@
 /*
- * cleanroom-helper: the first thing that runs in a sandbox (or a session's exec) when
- * the command must not run as the container's root, or must wait to be confined.
+ * cleanroom-helper: the first thing that runs in a sandbox when the command must not
+ * run as the container's root, must wait to be confined or to be handed its command,
+ * and a session's first process (its agent, which runs each of the session's commands).
  *
  * On cgroup v1 a process can be moved between cgroups only by its own uid, so the
  * engine places the sandbox while it still runs as the container's root (which is the
