@@ -538,7 +538,7 @@ static int agent(void) {
     if (sfd < 0) die("signalfd", strerror(errno));
     signal(SIGPIPE, SIG_IGN);
     prctl(PR_SET_CHILD_SUBREAPER, 1);  /* orphans come to us even without a PID namespace */
-    /* Not dumpable: a command running as the container's root cannot open /proc/1/fd/*
+    /* Not dumpable: a command running as the container's root cannot open /proc/1/fd
      * and write into the channel (that needs CAP_SYS_PTRACE); each command is dumpable
      * again once it execs. */
     prctl(PR_SET_DUMPABLE, 0);
