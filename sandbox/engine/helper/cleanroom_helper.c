@@ -485,6 +485,8 @@ static void agent_leave(int *fd) {
     close_fd(fd);  /* too many left behind: this one's writer now gets EPIPE */
 }
 
+static void agent_reap(void);
+
 /* Over: exited and drained, or the grace time after its exit has passed. */
 static void agent_maybe_finish(void) {
     if (!ax.id || ax.pid) return;
@@ -493,6 +495,7 @@ static void agent_maybe_finish(void) {
     agent_leave(&ax.err);
     close_fd(&ax.in);
     ax.pending_len = 0;
+    agent_reap();  /* its orphans that died with it (a killed group): gone before the next command looks */
     send_u32('X', ax.id, (uint32_t)ax.status);
     ax.id = 0;
 }
