@@ -31,8 +31,9 @@ die() { printf '[setup-host] error: %s\n' "$*" >&2; exit 1; }
 # gcc + libc6-dev: the security tests build a static seccomp probe (tests/security/seccomp_probe.c).
 # libfaketime: the frozen clock of deterministic execution (deterministic_clock), mounted into sandboxes.
 # chromium: the HTML run report is checked in a real headless browser (tests/integration/test_run_report.py).
+# (No catatonit: sessions pause in cleanroom-helper's own agent; Podman's recommends may still bring it.)
 # docker-registry: the image tests' registry on 127.0.0.1 (started and stopped by the test).
-PKGS=(podman runc slirp4netns uidmap fuse-overlayfs catatonit mmdebstrap busybox-static docker-registry
+PKGS=(podman runc slirp4netns uidmap fuse-overlayfs mmdebstrap busybox-static docker-registry
       python3-venv python3-dev iproute2 procps curl file gcc libc6-dev openssl libfaketime chromium)
 missing=()
 for p in "${PKGS[@]}"; do

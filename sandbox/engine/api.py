@@ -90,6 +90,14 @@ class HeldAttach(AttachStream, Protocol):
     def feed(self, stdin: StdinSource, *, prefix: bytes = b"") -> None: ...
 
 
+class AttachChannel(AttachStream, Protocol):
+    """An attach that stays open both ways: ``send`` writes to the command's stdin at any
+    time (never closing it), iteration yields its output frames (a session's agent)."""
+
+    def send(self, data: bytes) -> None:
+        """Write all of ``data``; ContainerError once the connection is gone."""
+
+
 class PodmanAPI(Protocol):
     url: str
     restarts: int  # times the service was restarted under this API (streams opened before are gone)
@@ -115,6 +123,8 @@ class PodmanAPI(Protocol):
     def attach_held(self, cid: str) -> HeldAttach:
         """Output frames from before start; the command's stdin stays open (nothing is
         sent) until ``feed``."""
+    def attach_channel(self, cid: str) -> AttachChannel:
+        """Before start: a two-way attach kept open (the container must have stdin open)."""
     def start_container(self, cid: str, *, timeout: float) -> None: ...
     def inspect_container(self, cid: str, *, posture: bool = False) -> ContainerInfo:
         """``posture=True`` also reads the isolation Podman set up (``ContainerInfo.posture``)."""

@@ -1,8 +1,7 @@
-"""The two static binaries cleanroom mounts read-only into sandboxes, so that no image
-has to contain anything: catatonit (Debian's ``catatonit`` package), whose pause mode
-keeps a session's sandbox alive, and cleanroom-helper (``helper/cleanroom_helper.c``),
-which waits to be confined and drops to a non-root user. Both must be static: a
-dynamic binary would load the image's libc, or fail where there is none.
+"""The static binary cleanroom mounts read-only into sandboxes, so that no image has
+to contain anything: cleanroom-helper (``helper/cleanroom_helper.c``), which drops to a
+non-root user, receives a warm sandbox's command, and is a session's agent. It must be
+static: a dynamic binary would load the image's libc, or fail where there is none.
 
 cleanroom-helper is built once per source version with ``gcc -static`` into the
 user's cache (``CLEANROOM_HELPER`` names a prebuilt one instead).
@@ -22,9 +21,7 @@ from pathlib import Path
 from sandbox.errors import ContainerError
 
 HELPER_SOURCE = Path(__file__).resolve().parent / "helper" / "cleanroom_helper.c"
-CATATONIT_CANDIDATES = ("/usr/libexec/podman/catatonit", "/usr/bin/catatonit")
-# Where they appear inside a sandbox (bind-mounted files; Podman makes the mount points).
-INIT_TARGET = "/.cleanroom/init"
+# Where it appears inside a sandbox (a bind-mounted file; Podman makes the mount point).
 HELPER_TARGET = "/.cleanroom/helper"
 _PT_INTERP = 3
 _lock = threading.Lock()
@@ -59,15 +56,6 @@ def is_static(path: str | os.PathLike[str]) -> bool:
     except OSError:
         return False
     return all(struct.unpack_from(order + "I", table, i * phentsize)[0] != _PT_INTERP for i in range(phnum))
-
-
-def catatonit() -> str:
-    for candidate in CATATONIT_CANDIDATES:
-        real = os.path.realpath(candidate)
-        if os.path.isfile(real) and is_static(real):
-            return real
-    raise ContainerError("a session needs a static catatonit (tried " + ", ".join(CATATONIT_CANDIDATES)
-                         + "): apt-get install catatonit (scripts/setup-host.sh does)")
 
 
 def _cache_dir() -> Path:

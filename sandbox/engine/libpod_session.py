@@ -1,17 +1,19 @@
-"""The libpod calls a session makes: exec (create, start on an upgraded connection,
-inspect) and the archive endpoints (tar in, tar out). Mixed into ``LibpodAPI``, whose
+"""The libpod calls a session makes: the two-way attach its agent speaks over, exec
+(create, start on an upgraded connection, inspect) and the archive endpoints (tar in,
+tar out). Mixed into ``LibpodAPI``, whose
 ``_request`` turns every HTTP failure into a redacted ``CleanroomError``; ``upgraded``
 does the same for the raw upgraded connections."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sandbox.engine.api import ExecState, StdinSource
 from sandbox.engine.connection import START_HINT
-from sandbox.engine.upgrade import UpgradedAttach, UpgradeRefused, exec_start_path, open_upgraded
+from sandbox.engine.frames import Frame
+from sandbox.engine.upgrade import UpgradedAttach, UpgradeRefused, channel_path, exec_start_path, open_upgraded
 from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 _JSON = {"content-type": "application/json"}
@@ -36,10 +38,33 @@ def upgraded(url: str, path: str, what: str, redact: Callable[[str], str], *, bo
     raise error
 
 
+class Channel:
+    """An upgraded attach kept open both ways; a failed write is a ContainerError."""
+
+    def __init__(self, conn: UpgradedAttach) -> None:
+        self._conn = conn
+
+    def send(self, data: bytes) -> None:
+        try:
+            self._conn.send(data)
+        except OSError as exc:
+            raise ContainerError(f"writing to the sandbox's stdin failed ({type(exc).__name__}): "
+                                 "the container or the Podman service is gone") from None
+
+    def __iter__(self) -> Iterator[Frame]:
+        return iter(self._conn)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
 class SessionCalls:
     url: str
     _redact: Callable[[str], str]
     _request: Callable[..., Any]
+
+    def attach_channel(self, cid: str) -> Channel:
+        return Channel(upgraded(self.url, channel_path(cid), "attach", self._redact))
 
     def exec_create(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
                     workdir: str | None = None, user: str | None = None, stdin: bool = False) -> str:

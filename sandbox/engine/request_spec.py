@@ -33,7 +33,7 @@ def spec_for(config: Any, request: CreateRequest, audit: AuditFn, engine_url: st
                           writable_paths=request.writable_paths, user=request.user, mounts=mounts,
                           workdir=request.workdir, stdin=request.stdin, system_mounts=request.system_mounts,
                           extra_caps=request.extra_caps, entrypoint=request.entrypoint,
-                          clock=request.kind == "sandbox")
+                          clock=request.kind == "sandbox", keep_log=request.keep_log)
     except NetworkPolicyViolation as exc:
         audit("network.refused", "High", sandbox=request.name, reason=str(exc))
         raise

@@ -2,20 +2,21 @@
 
 It is made like any sandbox (the runner's create: init → posture check → confine,
 the same limits, network rules, redaction and audit); its first process is
-catatonit in pause mode, a static binary mounted read-only, so the image needs
-nothing. Each ``exec`` starts cleanroom-helper as the container's root, which waits
-until the engine has moved it into the sandbox's cgroup (an exec starts outside it:
-the runtime joins namespaces, not cleanroom's cgroups), then drops to the user and
-runs the command. Execs run one at a time, so the usage between two cgroup readings
-is that exec's, and a limit hit is that exec's breach. The whole session is bounded
-by ``test_execution_timeout`` (or ``timeout=``): then the sandbox is killed.
+cleanroom-helper's agent (``-A``, static, mounted read-only, so the image needs
+nothing), placed in the sandbox's cgroup before it starts, so every command it forks
+is confined from its first instruction: no exec API call, no pid to find, no cgroup
+move per command. The engine talks to it over the container's own attach connection,
+opened before start and kept for the session's life (``session_agent``). Execs run
+one at a time, so the usage between two cgroup readings is that exec's, and a limit
+hit is that exec's breach. A timeout kills the command's process group through the
+agent (the whole sandbox when the agent does not answer). The whole session is
+bounded by ``test_execution_timeout`` (or ``timeout=``): then the sandbox is killed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -25,18 +26,19 @@ import msgspec
 from loguru import logger
 
 from sandbox.engine.api import StdinSource
-from sandbox.engine.helpers import HELPER_TARGET, INIT_TARGET, catatonit, helper
+from sandbox.engine.helpers import HELPER_TARGET, helper
 from sandbox.engine.mounts import check_mounts, engine_sockets
-from sandbox.engine.output import Output, errors_redacted, pump
+from sandbox.engine.output import Output, errors_redacted
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.runner import Made, SandboxRunner
+from sandbox.engine.session_agent import Agent
 from sandbox.engine.session_files import Received, one_file, split, tar_of_bytes, tar_of_dir, unpack
-from sandbox.engine.session_usage import CgroupCounters, argv0, exec_usage
+from sandbox.engine.session_usage import CgroupCounters, exec_usage
 from sandbox.engine.types import CreateRequest, Mount
 from sandbox.engine.users import SWITCH_CAPS, is_root, keep_switch_caps
 from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
 
-_PID_WAIT = 10.0
+_KILL_WAIT = 5.0  # how long the agent may take to report a killed command over
 
 
 class Session:
@@ -55,13 +57,22 @@ class Session:
         self._closed = False
         self._expired = False
         self._total = float(timeout if timeout is not None else runner.config.test_execution_timeout)
-        request = _with_helpers(request)
+        request = _with_agent(request)
         with errors_redacted(runner.redactor):
             self._made: Made = runner.create(request)
             try:
-                self._api.start_container(self._made.handle.id, timeout=runner.startup_timeout)
+                self._agent = Agent(self._api.attach_channel(self._made.handle.id), self.name, runner.redact)
             except BaseException:
                 runner.dispose(self._made)
+                raise
+            try:
+                self._api.start_container(self._made.handle.id, timeout=runner.startup_timeout)
+                if not self._agent.ready.wait(runner.startup_timeout) or self._agent.gone:
+                    raise ContainerError(f"the session's agent did not start ({self._agent.gone or 'no answer'})",
+                                         sandbox=self.name)
+            except BaseException:
+                runner.dispose(self._made)
+                self._agent.close()
                 raise
         self._counters = CgroupCounters.of(runner.confiners, self._made.handle)
         self._deadline = time.monotonic() + self._total
@@ -88,6 +99,7 @@ class Session:
                 # No final usage read: each exec already reported (and audited) its own.
                 self._runner.dispose(self._made)
             finally:
+                self._agent.close()
                 self._runner.audit("session.closed", "Medium", sandbox=self.name, expired=self._expired)
 
     def _expire(self, detail: str = "the session's total time") -> None:
@@ -124,25 +136,26 @@ class Session:
               on_stderr: Callable[[str], None] | None) -> RunResult:
         shown = [self._runner.redact(a) for a in command]
         self._runner.audit("session.exec", "High", sandbox=self.name, command=shown)
-        wrapped = [HELPER_TARGET, *(["-W"] if self._counters else []), "-s", *(["-u", user] if user else []),
-                   *(["-k"] if self._keep_caps else []), "--", *command]
         started = time.monotonic()
         before = self._counters.read() if self._counters else {}
-        exec_id = self._api.exec_create(self._made.handle.id, wrapped, env=env, workdir=workdir, user="0",
-                                        stdin=stdin is not None)
         output = Output(self._runner.redactor, on_stdout, on_stderr)
-        stream = self._api.exec_start(exec_id, stdin=stdin)
-        try:
-            reader = pump(output, stream, f"exec-{self.name}", self.name)
-            pid = self._confine(exec_id, reader, started + limit)
-            reader.join(max(0.0, started + limit - time.monotonic()))
-            timed_out = reader.is_alive()
-            if timed_out:
-                self._kill(pid or self._api.exec_inspect(exec_id).pid)
-                reader.join(10)
-            code = self._exit_code(exec_id)
-        finally:
-            stream.close()
+        running = self._agent.start(command, output, env=env, workdir=workdir, user=user,
+                                    keep_caps=self._keep_caps, stdin=stdin)
+        timed_out = not running.done.wait(max(0.0, started + limit - time.monotonic()))
+        if timed_out:
+            self._agent.kill(running)
+            if not running.done.wait(_KILL_WAIT):
+                logger.warning("the session agent did not answer a kill: killing the session's sandbox",
+                               sandbox=self.name)
+                self._expire("an exec's timeout, which the session's agent did not answer: the session ended")
+                running.done.wait(_KILL_WAIT)
+        elif running.status is None and not self._expired:
+            output.close()
+            raise ContainerError(f"the session's agent is gone ({self._agent.gone}): the command's result is "
+                                 "unknown and the session cannot run more", sandbox=self.name,
+                                 last_output=output.tail())
+        timed_out = timed_out or running.status is None  # the session's own time ran out under it
+        code = running.status if running.status is not None else 137
         output.close()
         usage, breaches = exec_usage(before, self._counters.read() if self._counters else {}, self._made.handle.usage)
         result = RunResult(sandbox=self.name, image=self.image, command=shown, exit_code=code,
@@ -164,61 +177,6 @@ class Session:
     @property
     def _keep_caps(self) -> bool:
         return keep_switch_caps(self._runner.config)
-
-    def _confine(self, exec_id: str, reader: threading.Thread, until: float) -> int:
-        """The exec's host pid, moved into the sandbox's cgroup (the helper waits for it).
-
-        Podman may name the runtime's setup process first (runc init, which the runtime
-        still moves between cgroups and which may hand over to another pid), so the pid
-        is asked again until it runs the helper; only then is it placed. A created exec
-        that has not started also reads "not running": only that, its output having
-        ended (it could not start) or its time running out (0: the caller's timeout
-        handles it) ends the wait."""
-        deadline = time.monotonic() + _PID_WAIT
-        while True:
-            pid = self._api.exec_inspect(exec_id).pid
-            if pid and (not self._counters or argv0(pid) == HELPER_TARGET):
-                break
-            if not reader.is_alive():
-                return pid
-            if time.monotonic() > until:
-                return 0
-            if time.monotonic() > deadline:
-                raise ContainerError("the exec's process did not appear", sandbox=self.name)
-            time.sleep(0.0005)
-        if self._counters:
-            try:
-                self._counters.place(pid, HELPER_TARGET)
-            except (OSError, CleanroomError) as exc:
-                self._kill(pid)
-                raise ContainerError(f"confining the exec failed, it did not run: {exc}", sandbox=self.name) from None
-        return pid
-
-    def _kill(self, pid: int) -> None:
-        """The exec's whole process group (the helper made it a session leader); without
-        its pid, the whole sandbox (never kill(0): that is our own process group)."""
-        if pid <= 0:
-            logger.warning("exec pid unknown: killing the session's sandbox", sandbox=self.name)
-            self._expire("an exec's timeout, whose process could not be found: the session ended")
-            return
-        for target in (-pid, pid):
-            try:
-                os.kill(target, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            except PermissionError as exc:
-                logger.warning("exec kill refused", sandbox=self.name, error=str(exc))
-
-    def _exit_code(self, exec_id: str) -> int:
-        deadline = time.monotonic() + 30
-        delay = 0.002
-        while time.monotonic() < deadline:
-            state = self._api.exec_inspect(exec_id)
-            if not state.running and state.exit_code is not None:
-                return state.exit_code
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.05)
-        return -1
 
     # -- files -------------------------------------------------------------------------
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
@@ -274,10 +232,11 @@ def _image_user(runner: SandboxRunner, image: str) -> str | None:
     return None if is_root(user) else user
 
 
-def _with_helpers(request: CreateRequest) -> CreateRequest:
-    """The request with catatonit as its pause process (as root, so it can be placed) and
-    the helper mounted beside it."""
-    mounts = [Mount(catatonit(), INIT_TARGET), Mount(helper(), HELPER_TARGET)]
-    return msgspec.structs.replace(request, command=["-P"], entrypoint=[INIT_TARGET],
-                                   system_mounts=[*request.system_mounts, *mounts],
+def _with_agent(request: CreateRequest) -> CreateRequest:
+    """The request with cleanroom-helper's agent as its first process (as root, so it
+    can be placed, and with the switching capabilities it drops in each command), stdin
+    open (the agent's requests arrive there) and no container log: the channel carries
+    every command's output unredacted, which must not be written to disk."""
+    return msgspec.structs.replace(request, command=["-A"], entrypoint=[HELPER_TARGET], stdin=True, keep_log=False,
+                                   system_mounts=[*request.system_mounts, Mount(helper(), HELPER_TARGET)],
                                    extra_caps=list(SWITCH_CAPS), user="0")

@@ -1,30 +1,19 @@
-"""A session's cgroup, as its execs need it: move an exec's process in, read the
-counters before and after, and turn the difference into that exec's usage and breaches.
+"""A session's cgroup, as its execs need it: read the counters before and after a
+command, and turn the difference into that exec's usage and breaches. (Nothing is
+moved: the session's agent sits in the cgroup from before its start, and every command
+it forks is born there.)
 
 The cgroup confiner made the sandbox's cgroup (its path is in the handle's facts);
-any confiner exposing a cgroup ``driver`` (place, read_usage) serves. Without one
-(an environment opened with ``confine=False``) execs run unconfined and report no usage.
+any confiner exposing a cgroup ``driver`` (read_usage) serves. Without one (an
+environment opened with ``confine=False``) execs run unconfined and report no usage.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
 from sandbox.engine.types import LimitBreach, SandboxHandle, Usage
-from sandbox.errors import ContainerError
-
-_ATTEMPTS = 3
-
-
-def argv0(pid: int) -> str:
-    """What ``pid`` runs ("" once it is gone)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().split(b"\0", 1)[0].decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 class CgroupCounters:
@@ -37,29 +26,9 @@ class CgroupCounters:
         path = (handle.facts.get("cgroup") or {}).get("path")
         for confiner in confiners:
             driver = getattr(confiner, "driver", None)
-            if driver is not None and path and hasattr(driver, "place") and hasattr(driver, "read_usage"):
+            if driver is not None and path and hasattr(driver, "read_usage"):
                 return cls(driver, path)
         return None
-
-    def place(self, pid: int, waiting: str) -> None:
-        """Move ``pid`` (running ``waiting``, the helper that waits to be placed) in.
-
-        The driver verifies from the process's own view; a fast command may already have
-        run and exited by then (an exited process shows the root cgroups), so a failed
-        check of a process that is no longer the waiting helper is a placement that
-        worked: the helper goes on only once it sees itself placed. Otherwise it is
-        tried again."""
-        errors = []
-        for _ in range(_ATTEMPTS):
-            try:
-                self._driver.place(self.rel, pid)
-                return
-            except Exception as exc:  # the driver's own error type; all attempts are reported
-                if argv0(pid) != waiting:
-                    return
-                errors.append(str(exc))
-                time.sleep(0.005)
-        raise ContainerError("; ".join(errors))
 
     def read(self) -> dict[str, int]:
         return dict(self._driver.read_usage(self.rel))

@@ -63,6 +63,7 @@ def build_spec(
     extra_caps: list[str] | None = None,
     entrypoint: list[str] | None = None,
     clock: bool = True,
+    keep_log: bool = True,
 ) -> dict[str, Any]:
     """The create body for one sandbox.
 
@@ -74,7 +75,8 @@ def build_spec(
     ``system_mounts`` are cleanroom's own (its static helpers, read-only; an attachment's, such
     as the coverage data directory, writable where cleanroom set ``read_only=False``) and
     ``extra_caps`` what the helper needs until it drops them.
-    ``clock=False`` leaves out the policy's frozen clock (services keep the real one).
+    ``clock=False`` leaves out the policy's frozen clock (services keep the real one);
+    ``keep_log=False``: no log driver (attach still sees the output).
     """
     check_ports(policy, ports)
     iso = _iso(policy)
@@ -91,6 +93,8 @@ def build_spec(
         spec["user"] = user
     if stdin:
         spec["stdin"] = True
+    if not keep_log:
+        spec["log_configuration"] = {"driver": "none"}
     if entrypoint is not None:
         spec["entrypoint"] = list(entrypoint)
     # System mounts never come from user input (sandbox.engine.attachment): read_only stands as given.

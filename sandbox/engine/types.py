@@ -82,6 +82,9 @@ class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     # before any command runs.
     extra_caps: list[str] = msgspec.field(default_factory=list)
     entrypoint: list[str] | None = None
+    # False: Podman keeps no log of the output (a session's agent: it carries every
+    # command's output, unredacted, which must not pile up on disk).
+    keep_log: bool = True
 
 
 class SandboxHandle(msgspec.Struct, kw_only=True):

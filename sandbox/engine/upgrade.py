@@ -50,6 +50,7 @@ class UpgradedAttach:
     def __init__(self, sock: socket.socket, stdin: bytes | BinaryIO | None) -> None:
         self._sock = sock
         self._reader = sock.makefile("rb")
+        self._send_lock = threading.Lock()
         if stdin is not None:
             self.feed(stdin)
 
@@ -77,6 +78,11 @@ class UpgradedAttach:
         except OSError:
             pass
 
+    def send(self, data: bytes) -> None:
+        """Write to the command's stdin now (a channel opened without ``stdin``); OSError when gone."""
+        with self._send_lock:
+            self._sock.sendall(data)
+
     def __iter__(self) -> Iterator[Frame]:
         return read_frames(self._reader.read)
 
@@ -100,6 +106,12 @@ def _read_head(sock: socket.socket) -> bytes:
 
 def attach_path(cid: str) -> str:
     return f"/containers/{quote(cid)}/attach?stream=true&stdin=true&stdout=true&stderr=true&logs=true"
+
+
+def channel_path(cid: str) -> str:
+    """Attach for a channel kept open: detach keys explicitly off (the channel carries
+    binary frames: no byte pair in them may ever read as a detach request), no replayed logs."""
+    return f"/containers/{quote(cid)}/attach?stream=true&stdin=true&stdout=true&stderr=true&detachKeys="
 
 
 def exec_start_path(exec_id: str) -> str:

@@ -1,9 +1,12 @@
 """Sessions against real rootless Podman: several execs in one confined sandbox, files
-in and out, a limit hit in one exec reported for that exec only, timeouts, SIGTERM."""
+in and out, a limit hit in one exec reported for that exec only, timeouts, SIGTERM, and
+the in-sandbox agent (cleanroom-helper -A) that runs each exec: stdin, pipes held open
+by background processes, process-group kills, reaping, output in pieces."""
 
 from __future__ import annotations
 
 import hashlib
+import io
 import subprocess
 import sys
 import time
@@ -136,6 +139,87 @@ def test_copy_in_is_judged_like_a_mount(env, tmp_path):
             sb.copy_in("/etc", "/tmp/etc")
         with pytest.raises(PolicyError):
             env.session(BUSYBOX, mounts=[Mount("/etc", "/etc2")])
+
+
+def test_a_background_process_holding_stdout_does_not_hold_the_exec(env):
+    with env.session(BUSYBOX) as sb:
+        start = time.monotonic()
+        first = sb.exec(["/bin/sh", "-c", "echo before; (sleep 0.6; echo late) & sleep 30 & echo after"])
+        assert time.monotonic() - start < 3, "the exec waited for its background processes' pipes"
+        assert (first.exit_code, first.stdout) == (0, "before\nafter\n")
+        time.sleep(1)
+        # Not killed (a session may start servers), and its later output is nobody's result.
+        second = sb.exec(["/bin/sh", "-c", "echo two; ps -o comm | grep -c sleep"])
+        assert second.stdout == "two\n1\n"
+
+
+def test_the_agent_reaps_orphans(env):
+    with env.session(BUSYBOX) as sb:
+        for _ in range(3):
+            sb.exec(["/bin/sh", "-c", "sleep 0.2 & sleep 0.1 & exit 0"])  # orphans, reparented to the agent
+        time.sleep(0.6)
+        zombies = sb.exec(["/bin/sh", "-c", "grep -l '^State:.*Z' /proc/[0-9]*/status 2>/dev/null | wc -l"])
+        first = sb.exec(["/bin/sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '"])
+    assert zombies.stdout.strip() == "0"
+    assert first.stdout.startswith("/.cleanroom/helper -A")
+
+
+def test_stdin_large_binary_unread_and_after_a_timeout(env):
+    big = bytes(range(256)) * (32 << 10)  # 8 MiB, every byte value (ctrl-p ctrl-q included)
+    with env.session(BUSYBOX) as sb:
+        counted = sb.exec(["/bin/sh", "-c", "wc -c; echo done >&2"], stdin=big)
+        from_file = sb.exec(["/bin/sh", "-c", "md5sum"], stdin=io.BytesIO(big))
+        start = time.monotonic()
+        unread = sb.exec(["/bin/true"], stdin=big)
+        assert time.monotonic() - start < 5 and unread.exit_code == 0
+        with pytest.raises(TimeoutExceeded):
+            sb.exec(["/bin/sh", "-c", "sleep 30"], stdin=big, timeout=1)
+        after = sb.exec(["/bin/sh", "-c", "cat"], stdin=b"\x10\x11still here")
+    assert counted.stdout.strip() == str(len(big)) and counted.stderr == "done\n"
+    assert from_file.stdout.split()[0] == hashlib.md5(big).hexdigest()
+    assert after.stdout == "\x10\x11still here"
+
+
+def test_env_workdir_and_failures_to_start(env):
+    with env.session(BUSYBOX, env={"FROM_SESSION": "s"}) as sb:
+        envs = sb.exec(["/bin/sh", "-c", "echo $FROM_SESSION $FROM_EXEC; pwd"], env={"FROM_EXEC": "e"},
+                       workdir="/tmp")
+        missing_dir = sb.exec(["/bin/pwd"], workdir="/no/such/dir")
+        missing_cmd = sb.exec(["/no/such/command"])
+        bad_user = sb.exec(["/bin/true"], user="nosuchuser")
+        still = sb.exec(["/bin/echo", "ok"])
+    assert envs.stdout == "s e\n/tmp\n"
+    assert missing_dir.exit_code == 126 and "/no/such/dir" in missing_dir.stderr
+    assert missing_cmd.exit_code == 127 and "/no/such/command" in missing_cmd.stderr
+    assert bad_user.exit_code == 125 and "no such user" in bad_user.stderr
+    assert still.stdout == "ok\n"
+
+
+def test_output_in_pieces_is_redacted_and_never_logged_by_podman(env, podman_api):
+    seen: list[str] = []
+    with env.session(BUSYBOX) as sb:
+        r = sb.exec(["/bin/sh", "-c", "printf 'api_key=abc'; sleep 0.2; printf '123secret\\n'; "
+                                      "printf 'password=hun' >&2; sleep 0.2; printf 'ter2\\n' >&2"],
+                    on_stdout=seen.append)
+        log_config = podman_api.get(f"/containers/{sb._made.handle.id}/json").json()["HostConfig"]["LogConfig"]
+    assert "abc123secret" not in r.stdout and "abc123secret" not in "".join(seen) and "[REDACTED" in r.stdout
+    assert "hunter2" not in r.stderr and r.redactions
+    assert log_config["Type"] == "none"  # the agent's channel carries raw output: not kept on disk
+
+
+def test_a_root_command_keeping_capabilities_cannot_write_into_the_agents_channel(tmp_path, podman_url):
+    # Podman's default capability set: commands keep SETUID and SETGID and run as the
+    # container's root, the agent's own uid; only the agent's non-dumpable flag keeps
+    # /proc/1/fd closed. A forged frame would otherwise end or mislead the session.
+    config = _strict(drop_all_capabilities=False)
+    with CleanroomEnvironment(config, url=podman_url, audit_dir=tmp_path / "audit") as env:
+        with env.session(BUSYBOX) as sb:
+            forge = sb.exec(["/bin/sh", "-c", "id -u; grep CapEff /proc/self/status; printf 'X\\0\\0\\0' > /proc/1/fd/1"],
+                            timeout=10)
+            after = sb.exec(["/bin/echo", "intact"], timeout=10)
+    assert forge.stdout.splitlines()[0] == "0" and forge.stdout.split()[2] != "0000000000000000"
+    assert forge.exit_code != 0 and "Permission denied" in forge.stderr
+    assert after.stdout == "intact\n"
 
 
 _SIGTERM_SCRIPT = """

@@ -8,8 +8,9 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from sandbox.engine import agent_frames as af
 from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, ExecState, ImageConfig, NetworkSummary
-from sandbox.engine.frames import STDOUT, Frame
+from sandbox.engine.frames import STDERR, STDOUT, Frame
 from sandbox.engine.posture import Posture, read_seccomp_profile, seccomp_summary
 from sandbox.errors import ContainerError, ContainerNotFound
 
@@ -109,6 +110,85 @@ class _ExecStream:
         self.closed.set()
 
 
+class _AgentChannel:
+    """A session's attach channel with cleanroom-helper -A played in Python: each EXEC
+    runs ``fake.program`` on its argv; its frames come back as the agent's STDOUT/STDERR
+    replies, cut into Podman frames of ``fake.agent_piece`` bytes (to prove reassembly).
+    A program whose frames are None runs until a KILL (status 137), unless
+    ``fake.agent_deaf`` (then nothing answers: the engine's fallback is to kill the
+    sandbox, which ends the channel)."""
+
+    def __init__(self, fake: FakePodman, c: _Container) -> None:
+        self._fake = fake
+        self._c = c
+        self._decoder = af.Decoder()
+        self._out: list[bytes] = []
+        self._cond = threading.Condition()
+        self.closed = False
+        self.sent: list[af.Reply] = []  # every request, in order
+
+    def _answer(self, data: bytes) -> None:
+        with self._cond:
+            self._out.append(data)
+            self._cond.notify_all()
+
+    def send(self, data: bytes) -> None:
+        if self.closed or self._c.killed.is_set():
+            raise ContainerError("writing to the sandbox's stdin failed: the container is gone")
+        for req in self._decoder.feed(data):
+            self.sent.append(req)
+            self._handle(req)
+
+    def _handle(self, req: af.Reply) -> None:
+        fake = self._fake
+        if req.kind == af.EXEC:
+            fields = req.payload.split(b"\0")[:-1]
+            flags, user, workdir, count = (f.decode() for f in fields[:4])
+            argv = [f.decode() for f in fields[4:4 + int(count)]]
+            env = dict(f.decode().split("=", 1) for f in fields[4 + int(count):])
+            fake.execs[f"e{req.exec_id}"] = {"cid": self._c.id, "command": argv, "env": env, "workdir": workdir,
+                                              "user": user, "flags": flags, "stdin": b"", "id": req.exec_id}
+            frames, code = fake.program(argv)
+            if frames is None:
+                return  # runs until killed
+            for stream, payload in frames:
+                self._answer(af.reply(af.STDERR if stream == STDERR else af.STDOUT, req.exec_id, payload))
+            if "i" not in flags:
+                self._answer(af.reply(af.EXIT, req.exec_id, number=code))
+            else:
+                fake.execs[f"e{req.exec_id}"]["exit_code"] = code
+        elif req.kind == af.STDIN:
+            e = fake.execs[f"e{req.exec_id}"]
+            e["stdin"] += req.payload
+            self._answer(af.reply(af.ACK, req.exec_id, number=len(req.payload)))
+        elif req.kind == af.STDIN_END:
+            e = fake.execs[f"e{req.exec_id}"]
+            if "exit_code" in e:  # it read all its stdin, then exited
+                self._answer(af.reply(af.EXIT, req.exec_id, number=e["exit_code"]))
+        elif req.kind == af.KILL and not fake.agent_deaf:
+            self._answer(af.reply(af.EXIT, req.exec_id, number=137))
+
+    def __iter__(self) -> Iterator[Frame]:
+        self._fake.started_events[self._c.id].wait(5)
+        self._answer(af.reply(af.READY, 0, b"fake agent"))
+        piece = self._fake.agent_piece
+        while True:
+            with self._cond:
+                while not self._out and not self.closed and not self._c.killed.is_set():
+                    self._cond.wait(0.05)
+                if not self._out:
+                    return
+                data = b"".join(self._out)
+                self._out.clear()
+            for i in range(0, len(data), piece):
+                yield STDOUT, data[i:i + piece]
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+
+
 class FakePodman:
     url = "fake://podman"
     restarts = 0
@@ -132,6 +212,9 @@ class FakePodman:
         self.exec_streams: dict[str, list[_ExecStream]] = {}
         self.archives: dict[tuple[str, str], bytes] = {}  # (container, path) → tar (get_archive serves it back)
         self.stdin_fed: dict[str, bytes] = {}  # container id → what attach fed its stdin
+        self.channels: dict[str, _AgentChannel] = {}  # container id → its session agent's channel
+        self.agent_piece = 1 << 16  # Podman frame size the fake agent's replies are cut into
+        self.agent_deaf = False  # the fake agent ignores KILL requests
         self.posture_override: Posture | None = None  # what inspect reports instead of the faithful posture
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
@@ -189,9 +272,18 @@ class FakePodman:
         self._call("attach_held")
         return _HeldStream(self, self._get(cid))
 
+    def attach_channel(self, cid: str) -> _AgentChannel:
+        self._call("attach_channel")
+        channel = self.channels[cid] = _AgentChannel(self, self._get(cid))
+        return channel
+
     def start_container(self, cid: str, *, timeout: float) -> None:
         self._call("start")
         c = self._get(cid)
+        if cid in self.channels:  # a session's agent: runs until killed, answers on its channel
+            c.status, c.frames = "running", None
+            self.started_events[cid].set()
+            return
         c.frames, code = self.program(c.spec.get("command"))
         c.status = "running"
         if c.frames is not None:

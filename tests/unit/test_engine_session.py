@@ -1,24 +1,25 @@
-"""Sessions without Podman: the request a session makes, exec through the fake engine,
-safe unpacking of what a sandbox sends back, per-exec usage, the static-binary check."""
+"""Sessions without Podman: the request a session makes, exec through the fake engine's
+agent, safe unpacking of what a sandbox sends back, per-exec usage, the static-binary
+check. The agent's framing itself: tests/unit/test_session_agent.py."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
+import threading
 import time
 
 import pytest
 from fake_podman import FakePodman
 
 from sandbox.engine import cleanup
-from sandbox.engine.frames import STDOUT
-from sandbox.engine.helpers import HELPER_TARGET, INIT_TARGET, catatonit, is_static
+from sandbox.engine.frames import STDERR, STDOUT
+from sandbox.engine.helpers import HELPER_TARGET, helper, is_static
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.session import Session
 from sandbox.engine.session_files import one_file, split, tar_of_bytes, unpack
-from sandbox.engine.session_usage import CgroupCounters, argv0, exec_usage
+from sandbox.engine.session_usage import exec_usage
 from sandbox.engine.types import Usage
 from sandbox.errors import ContainerError, TimeoutExceeded
 from sandbox.policy import CleanroomConfig
@@ -40,32 +41,53 @@ def _session(tmp_path, **kw):
     return Session(runner, runner.request("img", None, workdir="/w"), **kw), fake, audit
 
 
-def test_a_session_pauses_in_catatonit_with_the_helper_mounted_read_only(tmp_path):
+def test_a_sessions_first_process_is_the_agent_with_the_helper_mounted_read_only(tmp_path):
     sb, fake, audit = _session(tmp_path)
     spec = next(iter(fake.containers.values())).spec
-    assert spec["entrypoint"] == [INIT_TARGET] and spec["command"] == ["-P"]
+    assert spec["entrypoint"] == [HELPER_TARGET] and spec["command"] == ["-A"]
+    assert spec["stdin"] is True  # the agent's requests arrive on its stdin
+    assert spec["log_configuration"] == {"driver": "none"}  # raw output never kept on disk by Podman
     binds = {m["destination"]: m for m in spec["mounts"] if m["type"] == "bind"}
-    assert set(binds) == {INIT_TARGET, HELPER_TARGET}
+    assert set(binds) == {HELPER_TARGET}
     assert all("ro" in m["options"] for m in binds.values())
-    assert {"SETUID", "SETGID"} <= set(spec["cap_add"])  # for the helper, which drops them
+    assert {"SETUID", "SETGID"} <= set(spec["cap_add"])  # for the commands' user switch, which drops them
+    # The channel is open before the start: not a byte of the agent's is missed.
+    assert fake.log.index("attach_channel") < fake.log.index("start")
     sb.close()
     sb.close()
     assert fake.containers == {} and cleanup.run_all(owner=ENV_ID) == []
+    assert fake.channels[next(iter(fake.channels))].closed
     assert [e for e, _ in audit if e.startswith("session")] == ["session.opened", "session.closed"]
 
 
-def test_exec_goes_through_the_helper_and_comes_back_redacted(tmp_path):
+def test_exec_goes_through_the_agent_and_comes_back_redacted(tmp_path):
     with _session(tmp_path)[0] as sb:
         fake = sb._api
-        result = sb.exec(["make", "test"], stdin=b"in", user="1000")
+        result = sb.exec(["make", "test"], stdin=b"in", user="1000", env={"A": "1"})
     e = next(iter(fake.execs.values()))
-    cmd = e["command"]
-    assert cmd[:4] == [HELPER_TARGET, "-s", "-u", "1000"] and cmd[-3:] == ["--", "make", "test"]
-    assert "-W" not in cmd  # no cgroup confiner here: nothing to wait for
-    assert e["user"] == "0" and e["workdir"] == "/w" and e["stdin"] == b"in"
+    assert e["command"] == ["make", "test"] and e["user"] == "1000" and e["workdir"] == "/w"
+    assert e["env"] == {"A": "1"} and e["stdin"] == b"in" and "i" in e["flags"]
+    assert not {"exec_create", "exec_start"} & set(fake.log)  # no exec API call per command
+    assert result.exit_code == 0 and result.stdout.startswith("ran make test")
     assert "hunter2" not in result.stdout and result.redactions
     with pytest.raises(ContainerError, match="closed"):
         sb.exec(["x"])
+
+
+def test_output_cut_into_tiny_pieces_is_reassembled_and_a_split_secret_still_masked(tmp_path):
+    def program(command):
+        text = b"before password=hunter2 after\n"
+        return [(STDOUT, text[:10]), (STDOUT, text[10:20]), (STDERR, b"e1\n"), (STDOUT, text[20:])], 4
+
+    fake, seen = FakePodman(program), []
+    fake.agent_piece = 3  # Podman frames of 3 bytes: every agent frame arrives in pieces
+    runner = SandboxRunner(fake, CleanroomConfig.default(), environment_id=ENV_ID, kernel_view=None,
+                           redactor=Redactor())
+    with Session(runner, runner.request("img", None)) as sb:
+        result = sb.exec(["x"], on_stdout=seen.append)
+    assert result.exit_code == 4 and result.stderr == "e1\n"
+    assert result.stdout.startswith("before ") and result.stdout.endswith(" after\n")
+    assert "hunter2" not in result.stdout and "hunter2" not in "".join(seen) and result.redactions
 
 
 def test_a_session_past_its_time_refuses_execs(tmp_path):
@@ -146,46 +168,45 @@ def test_exec_usage_is_the_difference_and_breaches_are_this_execs():
     assert exec_usage({}, {}, limits) == (Usage(), [])
 
 
-def test_static_check_tells_catatonit_from_a_dynamic_binary(tmp_path):
-    assert is_static(catatonit())
+def test_static_check_tells_the_helper_from_a_dynamic_binary(tmp_path):
+    assert is_static(helper())
     assert not is_static("/bin/ls")
     (tmp_path / "text").write_text("#!/bin/sh\n")
     assert not is_static(tmp_path / "text")
 
 
-def test_a_timed_out_exec_whose_pid_is_unknown_ends_the_session_never_kill_zero(tmp_path, monkeypatch):
-    killed = []
-    monkeypatch.setattr("sandbox.engine.session.os.kill", lambda pid, sig: killed.append(pid))
+def test_a_timed_out_exec_is_killed_through_the_agent_and_the_session_goes_on(tmp_path):
     sb, fake, audit = _session(tmp_path)
     with sb:
         with pytest.raises(TimeoutExceeded) as info:
             sb.exec(["forever"], timeout=0.1)
+        assert info.value.result.timed_out and info.value.result.exit_code == 137
+        channel = next(iter(fake.channels.values()))
+        assert [r.kind for r in channel.sent] == [b"E", b"K"] and channel.sent[1].exec_id == channel.sent[0].exec_id
+        assert "kill" not in fake.log  # the command, not the sandbox
+        assert sb.exec(["next"]).stdout.startswith("ran next")
+
+
+def test_a_timed_out_exec_the_agent_does_not_answer_ends_the_session(tmp_path, monkeypatch):
+    monkeypatch.setattr("sandbox.engine.session._KILL_WAIT", 0.2)
+    sb, fake, audit = _session(tmp_path)
+    fake.agent_deaf = True
+    with sb:
+        with pytest.raises(TimeoutExceeded) as info:
+            sb.exec(["forever"], timeout=0.1)
         assert info.value.result.timed_out
-        assert killed == [] and "kill" in fake.log  # the sandbox, not our own process group
+        assert "kill" in fake.log  # the sandbox, as the fallback
         with pytest.raises(TimeoutExceeded):
             sb.exec(["x"])
     assert any(d.get("detail", "").startswith("an exec's timeout") for e, d in audit if e == "limit.breach")
 
 
-class _FailingDriver:
-    def __init__(self):
-        self.calls = 0
-
-    def place(self, rel, pid):
-        self.calls += 1
-        raise RuntimeError(f"pid {pid} is not in memory:{rel} after placement")
-
-    def read_usage(self, rel):
-        return {}
-
-
-def test_a_failed_placement_check_of_a_process_that_moved_on_is_a_placement():
-    # The helper goes on only once placed: a process no longer running it was placed
-    # (a fast command may have exited before the driver's own check read its cgroups).
-    driver = _FailingDriver()
-    CgroupCounters(driver, "env/sb").place(os.getpid(), waiting="/.cleanroom/helper")
-    assert driver.calls == 1
-    still_waiting = argv0(os.getpid())
-    with pytest.raises(ContainerError, match="after placement"):
-        CgroupCounters(driver, "env/sb").place(os.getpid(), waiting=still_waiting)
-    assert driver.calls == 4  # tried again, then reported every attempt
+def test_an_agent_gone_mid_exec_is_an_error_not_a_result(tmp_path):
+    sb, fake, _ = _session(tmp_path)
+    with sb:
+        channel = next(iter(fake.channels.values()))
+        threading.Timer(0.1, channel.close).start()
+        with pytest.raises(ContainerError, match="agent is gone"):
+            sb.exec(["forever"], timeout=5)
+        with pytest.raises(ContainerError, match="agent is gone"):
+            sb.exec(["x"])

@@ -113,8 +113,8 @@ def test_the_coverage_mounts_are_in_every_sandbox_only_while_tracking_is_on(fake
         assert binds["/project"] == (str(coverage_run.project), "ro")
         assert binds["/cleanroom-coverage-lib/coverage"][1] == "ro"
         assert spec["env"]["COVERAGE_PROCESS_START"] == "/cleanroom-coverage/sandbox.coveragerc"
-    # The session's helpers are still there, read-only, beside the attachment.
-    assert _binds(specs[5])["/.cleanroom/init"][1] == "ro"
+    # The session's agent (cleanroom-helper) is still there, read-only, beside the attachment.
+    assert _binds(specs[5])["/.cleanroom/helper"][1] == "ro"
     # Audited: what was attached, and the writable mount among the sandbox's mounts.
     records = fake_env.audit(on)
     attached = [r for r in records if r["event"] == "sandbox.attached"]
