@@ -41,12 +41,6 @@ class ContainerInfo(msgspec.Struct, frozen=True, kw_only=True):
     posture: Posture | None = None  # isolation settings as Podman set them up (when asked for)
 
 
-class ExecState(msgspec.Struct, frozen=True, kw_only=True):
-    running: bool
-    pid: int = 0  # the exec's first process on the host (0 until it exists)
-    exit_code: int | None = None
-
-
 class ImageConfig(msgspec.Struct, frozen=True, kw_only=True):
     """What an image runs by default."""
 
@@ -137,12 +131,7 @@ class PodmanAPI(Protocol):
                  timeout: float | None = None) -> tuple[int, list[Frame]]: ...
     def list_containers(self, *, labels: list[str]) -> list[ContainerSummary]: ...
 
-    # -- sessions: exec with stdin, files in and out (tar) -------------------------------
-    def exec_create(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
-                    workdir: str | None = None, user: str | None = None, stdin: bool = False) -> str: ...
-    def exec_start(self, exec_id: str, *, stdin: StdinSource | None = None) -> AttachStream:
-        """The exec's output frames from its start; ``stdin`` is fed, then closed."""
-    def exec_inspect(self, exec_id: str) -> ExecState: ...
+    # -- sessions: files in and out (tar) ----------------------------------------------
     def put_archive(self, cid: str, path: str, data: bytes) -> None:
         """Unpack a tar into directory ``path`` of the container."""
     def get_archive(self, cid: str, path: str, *, max_bytes: int) -> bytes:

@@ -1,19 +1,17 @@
-"""The libpod calls a session makes: the two-way attach its agent speaks over, exec
-(create, start on an upgraded connection, inspect) and the archive endpoints (tar in,
-tar out). Mixed into ``LibpodAPI``, whose
-``_request`` turns every HTTP failure into a redacted ``CleanroomError``; ``upgraded``
-does the same for the raw upgraded connections."""
+"""The libpod calls a session makes: the two-way attach its agent speaks over and the
+archive endpoints (tar in, tar out). Mixed into ``LibpodAPI``, whose ``_request`` turns
+every HTTP failure into a redacted ``CleanroomError``; ``upgraded`` does the same for
+the raw upgraded connections."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sandbox.engine.api import ExecState, StdinSource
+from sandbox.engine.api import StdinSource
 from sandbox.engine.connection import START_HINT
 from sandbox.engine.frames import Frame
-from sandbox.engine.upgrade import UpgradedAttach, UpgradeRefused, channel_path, exec_start_path, open_upgraded
+from sandbox.engine.upgrade import UpgradedAttach, UpgradeRefused, channel_path, open_upgraded
 from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 _JSON = {"content-type": "application/json"}
@@ -65,28 +63,6 @@ class SessionCalls:
 
     def attach_channel(self, cid: str) -> Channel:
         return Channel(upgraded(self.url, channel_path(cid), "attach", self._redact))
-
-    def exec_create(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
-                    workdir: str | None = None, user: str | None = None, stdin: bool = False) -> str:
-        body: dict[str, Any] = {"Cmd": command, "AttachStdout": True, "AttachStderr": True, "AttachStdin": stdin}
-        if env:
-            body["Env"] = [f"{k}={v}" for k, v in env.items()]
-        if workdir:
-            body["WorkingDir"] = workdir
-        if user:
-            body["User"] = user
-        return self._request("post", f"/containers/{cid}/exec", "exec create", data=json.dumps(body),
-                             headers=_JSON).json()["Id"]
-
-    def exec_start(self, exec_id: str, *, stdin: StdinSource | None = None) -> UpgradedAttach:
-        body = json.dumps({"Detach": False, "Tty": False}).encode()
-        return upgraded(self.url, exec_start_path(exec_id), "exec start", self._redact, body=body, stdin=stdin)
-
-    def exec_inspect(self, exec_id: str) -> ExecState:
-        data = self._request("get", f"/exec/{exec_id}/json", "exec inspect").json()
-        code = data.get("ExitCode")
-        return ExecState(running=bool(data.get("Running")), pid=int(data.get("Pid") or 0),
-                         exit_code=None if code is None else int(code))
 
     def put_archive(self, cid: str, path: str, data: bytes) -> None:
         self._request("put", f"/containers/{cid}/archive", "copy into the sandbox", params={"path": path},

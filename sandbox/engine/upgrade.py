@@ -114,10 +114,6 @@ def channel_path(cid: str) -> str:
     return f"/containers/{quote(cid)}/attach?stream=true&stdin=true&stdout=true&stderr=true&detachKeys="
 
 
-def exec_start_path(exec_id: str) -> str:
-    return f"/exec/{quote(exec_id)}/start"
-
-
 def open_upgraded(socket_path: str, path: str, *, body: bytes = b"", stdin: bytes | BinaryIO | None = None,
                   timeout: float) -> UpgradedAttach:
     """POST ``path`` (attach, or exec start with its JSON body) on its own connection and

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sandbox.engine import agent_frames as af
-from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, ExecState, ImageConfig, NetworkSummary
+from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, ImageConfig, NetworkSummary
 from sandbox.engine.frames import STDERR, STDOUT, Frame
 from sandbox.engine.posture import Posture, read_seccomp_profile, seccomp_summary
 from sandbox.errors import ContainerError, ContainerNotFound
@@ -91,23 +91,6 @@ class _HeldStream(_Stream):
     def __iter__(self) -> Iterator[Frame]:
         self.fed.wait(10)
         return super().__iter__()
-
-
-class _ExecStream:
-    """An exec's output; None as the frames: it runs until the stream is closed."""
-
-    def __init__(self, frames: list[Frame] | None) -> None:
-        self.frames = frames
-        self.closed = threading.Event()
-
-    def __iter__(self) -> Iterator[Frame]:
-        if self.frames is None:
-            self.closed.wait(10)
-            return
-        yield from self.frames
-
-    def close(self) -> None:
-        self.closed.set()
 
 
 class _AgentChannel:
@@ -208,8 +191,7 @@ class FakePodman:
         self.pulled_digest = ""
         self.build_output: list[str] = []
         self.built: dict[str, dict[str, Any]] = {}
-        self.execs: dict[str, dict[str, Any]] = {}
-        self.exec_streams: dict[str, list[_ExecStream]] = {}
+        self.execs: dict[str, dict[str, Any]] = {}  # a session agent's commands, by exec id
         self.archives: dict[tuple[str, str], bytes] = {}  # (container, path) → tar (get_archive serves it back)
         self.stdin_fed: dict[str, bytes] = {}  # container id → what attach fed its stdin
         self.channels: dict[str, _AgentChannel] = {}  # container id → its session agent's channel
@@ -303,8 +285,6 @@ class FakePodman:
     def kill_container(self, cid: str, signal: str = "SIGKILL") -> None:
         self._call("kill")
         self._get(cid).killed.set()
-        for stream in self.exec_streams.get(cid, []):  # its execs end with it
-            stream.close()
 
     def remove_container(self, cid: str) -> None:
         self._call("remove")
@@ -342,30 +322,7 @@ class FakePodman:
     def remove_image(self, reference: str, *, force: bool = False) -> None:
         self.images.pop(reference, None)
 
-    # -- sessions: exec runs the program at once; archives are kept as given -----------------
-    def exec_create(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
-                    workdir: str | None = None, user: str | None = None, stdin: bool = False) -> str:
-        self._call("exec_create")
-        self._get(cid)
-        exec_id = f"e{next(self._ids)}"
-        self.execs[exec_id] = {"cid": cid, "command": command, "env": env, "workdir": workdir, "user": user}
-        return exec_id
-
-    def exec_start(self, exec_id: str, *, stdin: Any = None) -> _ExecStream:
-        self._call("exec_start")
-        e = self.execs[exec_id]
-        if stdin is not None:
-            e["stdin"] = stdin if isinstance(stdin, bytes) else stdin.read()
-        frames, e["exit_code"] = self.program(e["command"][e["command"].index("--") + 1:]
-                                              if "--" in e["command"] else e["command"])
-        stream = _ExecStream(frames)
-        self.exec_streams.setdefault(e["cid"], []).append(stream)
-        return stream
-
-    def exec_inspect(self, exec_id: str) -> ExecState:
-        e = self.execs[exec_id]
-        return ExecState(running=False, pid=0, exit_code=e.get("exit_code"))
-
+    # -- sessions: archives are kept as given ------------------------------------------------
     def put_archive(self, cid: str, path: str, data: bytes) -> None:
         self._call("put_archive")
         self.archives[(cid, path)] = data

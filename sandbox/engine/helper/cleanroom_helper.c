@@ -1,6 +1,6 @@
 /*
  * cleanroom-helper: the first thing that runs in a sandbox when the command must not
- * run as the container's root, must wait to be confined or to be handed its command,
+ * run as the container's root, must be handed its command (a warm pool's member),
  * and a session's first process (its agent, which runs each of the session's commands).
  *
  * On cgroup v1 a process can be moved between cgroups only by its own uid, so the
@@ -9,14 +9,10 @@
  * the command. It is mounted read-only from the host and built static, so no image
  * needs to contain anything.
  *
- *   cleanroom-helper [-W] [-s] [-k] [-u USER[:GROUP]] -- COMMAND [ARGS...]
+ *   cleanroom-helper [-k] [-u USER[:GROUP]] -- COMMAND [ARGS...]
  *   cleanroom-helper -R [-k] [-u USER[:GROUP]]
  *   cleanroom-helper -A
  *
- *   -W  wait (at most 10 s) until this process sits in the sandbox's cgroups, i.e.
- *       every line of /proc/1/cgroup naming cleanroom's subtree is also in
- *       /proc/self/cgroup (a session's exec starts outside them: the engine moves it)
- *   -s  start a new session (the engine kills the whole process group on a timeout)
  *   -u  switch to USER (a name from the image's /etc/passwd or a number) and GROUP
  *       (a name from /etc/group or a number; default: the user's primary group, or
  *       the uid when the user is only a number), with the user's supplementary groups
@@ -57,44 +53,6 @@
 static void die(const char *what, const char *detail) {
     fprintf(stderr, "cleanroom-helper: %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
     exit(125);
-}
-
-static int read_file(const char *path, char *buf, size_t size) {
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    size_t n = fread(buf, 1, size - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    return (int)n;
-}
-
-/* Every line of /proc/1/cgroup naming the subtree is also one of ours; when none
- * names it (a cgroup namespace hides the path), the two files must be equal. */
-static int confined(void) {
-    char init[8192], self[8192];
-    if (read_file("/proc/1/cgroup", init, sizeof init) < 0 || read_file("/proc/self/cgroup", self, sizeof self) < 0)
-        return 0;
-    int named = 0;
-    char *save = NULL;
-    for (char *line = strtok_r(init, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        if (!strstr(line, "cleanroom")) continue;
-        named = 1;
-        char needle[1024];
-        snprintf(needle, sizeof needle, "%s\n", line);
-        if (!strstr(self, needle)) return 0;
-    }
-    if (named) return 1;
-    read_file("/proc/1/cgroup", init, sizeof init);
-    return strcmp(init, self) == 0;
-}
-
-static void wait_confined(void) {
-    struct timespec pause = {0, 500000};  /* 0.5 ms: the engine places it within milliseconds */
-    for (int i = 0; i < 20000; i++) {
-        if (confined()) return;
-        nanosleep(&pause, NULL);
-    }
-    die("this process was not moved into the sandbox's cgroups within 10 s; nothing was run", NULL);
 }
 
 static int numeric(const char *s, long *out) {
@@ -609,25 +567,21 @@ static int agent(void) {
 }
 
 int main(int argc, char **argv) {
-    int wait = 0, new_session = 0, keep = 0, receiving = 0;
+    int keep = 0, receiving = 0;
     char *user = NULL;
     int opt;
-    while ((opt = getopt(argc, argv, "+WskRAu:")) != -1) {
+    while ((opt = getopt(argc, argv, "+kRAu:")) != -1) {
         switch (opt) {
         case 'A': return agent();
-        case 'W': wait = 1; break;
-        case 's': new_session = 1; break;
         case 'k': keep = 1; break;
         case 'R': receiving = 1; break;
         case 'u': user = optarg; break;
-        default: die("usage: cleanroom-helper [-W] [-s] [-k] [-R] [-u USER[:GROUP]] [-- COMMAND [ARGS...]] | -A", NULL);
+        default: die("usage: cleanroom-helper [-k] [-R] [-u USER[:GROUP]] [-- COMMAND [ARGS...]] | -A", NULL);
         }
     }
     char **command = argv + optind;
     if (receiving) command = receive();
     else if (optind >= argc) die("no command given", NULL);
-    if (wait) wait_confined();
-    if (new_session) setsid();
     if (user) switch_user(user);
     if (!keep) drop_switch_caps();
     execvp(command[0], command);
