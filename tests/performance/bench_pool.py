@@ -132,7 +132,9 @@ def test_cold_sandbox_vs_podman_run(tmp_path):
             _settle(env)  # its removal runs after the result: not while the CLI is timed
             cli.append(_timed(lambda: _check(subprocess.run(["podman", "run", "--rm", *ISOLATION, IMAGE, *CMD],
                                                             capture_output=True, text=True, check=True).stdout)))
-    print(f"\ncold sandbox (pool off), {ROUNDS} rounds:")
+    rcu = Path("/sys/kernel/rcu_expedited")
+    expedited = rcu.read_text().strip() if rcu.exists() else "n/a"
+    print(f"\ncold sandbox (pool off), {ROUNDS} rounds (host rcu_expedited={expedited}; see `cleanroom doctor`):")
     c = _stats("cleanroom env.run, cold", cold)
     p = _stats("podman run --rm", cli)
     print(f"  ratio cold/cli                    : {c / p:.2f}x  (target ≤ 0.50x)")
