@@ -10,8 +10,8 @@ tree (``git archive`` of BASELINE, today's code path before the warm work):
 * a test's ``postgres_db`` (set-up + teardown as pytest times them) over PER_TEST tests,
   against a fresh PostgreSQL container per test (FRESH_ROUNDS real ones).
 
-The suites use their own singletons (``bench-warm-*``), removed at the end, so the
-baseline's template sweep never touches another suite's templates.
+The suites use their own singletons (``bench-warm-*``, one pair per tree), removed at
+the end, so the baseline's template sweep never touches another suite's templates.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ BASELINE = os.environ.get("CLEANROOM_BENCH_BASELINE", "42eb263")  # the commit b
 ROUNDS = int(os.environ.get("CLEANROOM_BENCH_ROUNDS", "5"))
 PER_TEST = 40
 FRESH_ROUNDS = int(os.environ.get("CLEANROOM_BENCH_FRESH", "5"))
-NAMES = ("bench-warm-postgres", "bench-warm-redis")
+# One pair of singletons per tree: the two trees' singleton identities may differ (the
+# shared-services cgroup is part of it now), and one would replace the other's each round.
+NAMES = tuple(f"bench-warm-{service}-{tag}" for service in ("postgres", "redis") for tag in ("new", "baseline"))
 
 OPEN_SCRIPT = '''
 import json, sys, time
@@ -61,13 +63,14 @@ T = {"import": IMPORT, "fixtures": {}, "setup": {}, "teardown": {}}
 @pytest.fixture(scope="session")
 def postgres(cleanroom):
     from sandbox.services import PostgresContainer
-    return cleanroom.get_or_create_container("bench-warm-postgres",
+    return cleanroom.get_or_create_container("bench-warm-postgres-" + os.environ["WARM_TAG"],
                                              lambda: PostgresContainer("cleanroom", "cleanroom", "bench-warm-pw-1"))
 
 @pytest.fixture(scope="session")
 def redis(cleanroom):
     from sandbox.services import RedisContainer
-    return cleanroom.get_or_create_container("bench-warm-redis", lambda: RedisContainer(password="bench-warm-pw-2"))
+    return cleanroom.get_or_create_container("bench-warm-redis-" + os.environ["WARM_TAG"],
+                                             lambda: RedisContainer(password="bench-warm-pw-2"))
 
 CURRENT = [""]
 
@@ -118,8 +121,9 @@ def _export_baseline(dest: Path) -> Path | None:
     return dest
 
 
-def _run(tree: Path, args: list[str], cwd: Path, out: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
+def _run(tree: Path, args: list[str], cwd: Path, out: Path | None = None,
+         tag: str = "new") -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(tree), "WARM_TAG": tag}
     if out is not None:
         env["WARM_OUT"] = str(out)
     r = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
@@ -154,7 +158,8 @@ def _first_test_rows(trees: dict[str, Path], tmp_path: Path) -> dict[str, list[d
     for i in range(ROUNDS + 1):  # the first round of each only warms up (singletons, templates, page cache)
         for label, tree in trees.items():
             out = tmp_path / f"{label}-{i}.json"
-            _run(tree, ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "no:xdist", str(suite)], suite, out)
+            _run(tree, ["-m", "pytest", "-p", "no:cacheprovider", "-q", "-p", "no:xdist", str(suite)], suite, out,
+                 tag=label)
             data = json.loads(out.read_text())
             assert data["file"].startswith(str(tree)), data["file"]
             if i:
