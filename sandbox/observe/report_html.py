@@ -18,7 +18,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 .muted{color:#6b7280}.cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
 .card{border:1px solid #e5e7eb;border-radius:8px;padding:8px 14px;min-width:120px}
 .card b{display:block;font-size:20px}.ok{color:#15803d}.bad{color:#b91c1c}
-table{border-collapse:collapse;font-size:13px}th,td{padding:4px 10px;border-bottom:1px solid #f3f4f6;text-align:left}
+table{border-collapse:collapse;font-size:13px;max-width:100%}td:first-child{overflow-wrap:anywhere}th,td{padding:4px 10px;border-bottom:1px solid #f3f4f6;text-align:left}
 th{background:#f9fafb;cursor:pointer;user-select:none}td.num{text-align:right;font-variant-numeric:tabular-nums}
 code{font-size:12px}.plots{display:flex;flex-wrap:wrap;gap:14px}
 svg .grid{stroke:#e5e7eb;stroke-width:1}svg .tick,svg .label,svg .legend{font-size:11px;fill:#374151}
@@ -96,8 +96,10 @@ def _tests(report: dict[str, Any]) -> str:
         rows.append([_td(t["nodeid"]), _td(t["outcome"]), _td(f'{t.get("duration", 0):.3f}', True),
                      _td(len(sbs), True), _td(_mib(peak), True, peak), _td(red, True),
                      f'<td><code>{escape(t.get("trace_id") or "")}</code></td>'])
-    return _table(["test", "outcome", "seconds", "sandboxes", "peak memory", "redactions", "trace id"], rows,
-                  "sortable")
+    headers = ["test", "outcome", "seconds", "sandboxes", "peak memory", "redactions", "trace id"]
+    if not any(t.get("trace_id") for t in report.get("tests", [])):  # tracing was off: no empty column
+        headers, rows = headers[:-1], [r[:-1] for r in rows]
+    return _table(headers, rows, "sortable")
 
 
 def _timeline(report: dict[str, Any]) -> tuple[str, int]:

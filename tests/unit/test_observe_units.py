@@ -236,6 +236,16 @@ def test_the_html_report_escapes_names_and_fetches_nothing():
     assert page.count('class="chart plot"') == 2 and "OOM" in page
 
 
+def test_the_trace_id_column_is_shown_only_when_tests_were_traced():
+    data = report_data()
+    for t in data["tests"]:
+        t.pop("trace_id", None)
+    assert "trace id" not in render(data)
+    data["tests"][0]["trace_id"] = "ab" * 16
+    page = render(data)
+    assert "trace id" in page and "ab" * 16 in page
+
+
 def test_the_report_is_json_or_html_by_its_suffix(tmp_path):
     data = report_data()
     assert json.loads(write_report(tmp_path / "r.json", data).read_text()) == data
