@@ -204,6 +204,8 @@ class Observability:
         return result
 
     def _finished(self, name: str, result: RunResult | None) -> None:
+        # A warm pool's member runs under its own name, not the one the run was asked with.
+        name = result.sandbox if result is not None else name
         record = self.stages.take(name)
         series = self.sampler.take(name) if self.sampler is not None else None
         if result is not None:

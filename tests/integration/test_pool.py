@@ -91,6 +91,18 @@ def test_pooled_runs_are_confined_filtered_and_redacted_like_cold_ones(env):
     assert SECRET not in env.audit_path.read_text()
 
 
+def test_a_pooled_runs_phases_and_time_series_are_its_own(tmp_path, podman_url):
+    toml = POOLED.replace("[cleanroom.performance_monitoring]\n", "[cleanroom.performance_monitoring]\n"
+                          "enable_profiling = true\n")
+    with CleanroomEnvironment(CleanroomConfig.from_toml(toml), url=podman_url, audit_dir=tmp_path) as env:
+        _warm(env)
+        r = env.run(BUSYBOX, ["/bin/sh", "-c", "sleep 1.2"])
+        assert r.sandbox in _taken(env)
+        # Made ahead: create/init/confine were the pool's; from the hand-over on, the run's own.
+        assert {"start", "run", "wait", "remove"} <= set(r.phases) and r.phases["run"] >= 1.0
+        assert len(r.timeseries) >= 2  # sampled while it ran (metrics_interval 0.5 s)
+
+
 def test_a_limit_hit_in_a_pooled_sandbox_is_its_breach(env):
     limits = {"memory_bytes": 64 * MiB}
     env.run(SERVICES, ["/bin/true"], limits=limits)
