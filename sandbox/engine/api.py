@@ -82,6 +82,8 @@ class HeldAttach(AttachStream, Protocol):
     """An attach whose stdin stays open until ``feed`` sends it, then end of file."""
 
     def feed(self, stdin: StdinSource, *, prefix: bytes = b"") -> None: ...
+    def waiting(self) -> bool:
+        """Open, nothing received yet: the container still waits for what ``feed`` sends."""
 
 
 class AttachChannel(AttachStream, Protocol):

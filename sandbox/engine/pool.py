@@ -39,6 +39,7 @@ class Member(msgspec.Struct, kw_only=True):
     made: Made
     stream: HeldAttach
     image: ImageConfig
+    generation: int  # the engine's restart count when it was made (its stream dies with the service)
 
     def program(self, request: CreateRequest) -> list[str]:
         """What the image would run for ``request``: its entrypoint, then the command (or its CMD)."""
@@ -81,19 +82,32 @@ class SandboxPool:
         if not self._eligible(request):
             return None
         key = pool_key(request)
-        with self._cond:
-            if self._closed:
-                return None
-            self._wanted.setdefault(key, request)
-            members = self._idle.get(key) or []
-            member = members.pop(0) if members else None
-            self._cond.notify_all()
+        while True:
+            with self._cond:
+                if self._closed:
+                    return None
+                self._wanted.setdefault(key, request)
+                members = self._idle.get(key) or []
+                member = members.pop(0) if members else None
+                self._cond.notify_all()
+            if member is None or self._usable(member):
+                break
         if member is not None and member.program(request):
             self._runner.audit("pool.taken", "Medium", sandbox=member.made.handle.name)
             return member
         if member is not None:  # nothing to run: the cold path gives Podman's own error
             self._runner.dispose_later(member.made, member.stream)
         return None
+
+    def _usable(self, member: Member) -> bool:
+        """Still waiting: not killed meanwhile, nor made before the service was restarted.
+        One that is not goes (in the background) and the next is tried."""
+        if member.generation == self._runner.api.restarts and member.stream.waiting():
+            return True
+        logger.warning("pool member gone while it waited", sandbox=member.made.handle.name)
+        self._runner.audit("pool.member_lost", "Minimal", sandbox=member.made.handle.name)
+        self._runner.dispose_later(member.made, member.stream)
+        return False
 
     def idle(self) -> int:
         with self._cond:
@@ -157,6 +171,7 @@ class SandboxPool:
         request = msgspec.structs.replace(
             template, name=base.name, labels=base.labels, entrypoint=[HELPER_TARGET], command=["-R", *flags],
             env={}, stdin=True, system_mounts=[*template.system_mounts, helper_mount()])
+        generation = runner.api.restarts
         made = runner.create(request, observed=False)
         try:
             stream = runner.api.attach_held(made.handle.id)
@@ -169,7 +184,7 @@ class SandboxPool:
             runner.dispose(made, observed=False)
             raise
         self.made += 1
-        return Member(made=made, stream=stream, image=image)
+        return Member(made=made, stream=stream, image=image, generation=generation)
 
     def _remove(self, member: Member) -> None:
         try:

@@ -17,6 +17,7 @@ from urllib.parse import quote
 from loguru import logger
 
 from sandbox.engine.frames import Frame, read_frames
+from sandbox.errors import ContainerError
 
 _API_PREFIX = "/v4.0.0/libpod"
 _CHUNK = 64 * 1024
@@ -57,7 +58,11 @@ class UpgradedAttach:
     def feed(self, stdin: bytes | BinaryIO, *, prefix: bytes = b"") -> None:
         """Send ``prefix`` now, then ``stdin`` from a thread, then end of file (once only)."""
         if prefix:
-            self._sock.sendall(prefix)
+            try:
+                self._sock.sendall(prefix)
+            except OSError as exc:  # it ended meanwhile (killed, or the service went)
+                raise ContainerError(f"the sandbox ended before its command was handed over "
+                                     f"({type(exc).__name__}); nothing ran") from None
         if isinstance(stdin, bytes | bytearray) and not stdin:
             self._shut_write()  # nothing more to send: no thread needed
             return
@@ -82,6 +87,18 @@ class UpgradedAttach:
         """Write to the command's stdin now (a channel opened without ``stdin``); OSError when gone."""
         with self._send_lock:
             self._sock.sendall(data)
+
+    def waiting(self) -> bool:
+        """True while the other end is open and has sent nothing: a warm pool's member
+        still waiting in its helper (which writes nothing until it has its command).
+        Output already there, or the end of the stream, means it is not."""
+        try:
+            self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        return False
 
     def __iter__(self) -> Iterator[Frame]:
         return read_frames(self._reader.read)

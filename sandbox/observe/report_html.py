@@ -18,7 +18,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 .muted{color:#6b7280}.cards{display:flex;flex-wrap:wrap;gap:10px;margin:14px 0}
 .card{border:1px solid #e5e7eb;border-radius:8px;padding:8px 14px;min-width:120px}
 .card b{display:block;font-size:20px}.ok{color:#15803d}.bad{color:#b91c1c}
-table{border-collapse:collapse;font-size:13px;max-width:100%}td:first-child{overflow-wrap:anywhere}th,td{padding:4px 10px;border-bottom:1px solid #f3f4f6;text-align:left}
+table{border-collapse:collapse;font-size:13px;max-width:100%}td:first-child{overflow-wrap:anywhere}
+th,td{padding:4px 10px;border-bottom:1px solid #f3f4f6;text-align:left}
 th{background:#f9fafb;cursor:pointer;user-select:none}td.num{text-align:right;font-variant-numeric:tabular-nums}
 code{font-size:12px}.plots{display:flex;flex-wrap:wrap;gap:14px}
 svg .grid{stroke:#e5e7eb;stroke-width:1}svg .tick,svg .label,svg .legend{font-size:11px;fill:#374151}

@@ -103,6 +103,20 @@ def test_a_pooled_runs_phases_and_time_series_are_its_own(tmp_path, podman_url):
         assert len(r.timeseries) >= 2  # sampled while it ran (metrics_interval 0.5 s)
 
 
+def test_a_member_killed_while_it_waited_is_not_handed_a_command(env, podman_api):
+    _warm(env)
+    victim = _pool_members(podman_api, env)[0]
+    podman_api.post(f"/containers/{victim['Id']}/kill", params={"signal": "SIGKILL"})
+    _wait(lambda: not any(c["Id"] == victim["Id"] and c["State"] == "running"
+                          for c in _pool_members(podman_api, env)))
+    for _ in range(3):  # whichever member comes first, every run works
+        r = env.run(BUSYBOX, ["/bin/echo", "fine"])
+        assert r.exit_code == 0 and r.stdout == "fine\n"
+    name = victim["Names"][0]
+    assert name in [x["data"]["sandbox"] for x in _audit(env) if x["event"] == "pool.member_lost"]
+    assert name not in _taken(env)
+
+
 def test_a_limit_hit_in_a_pooled_sandbox_is_its_breach(env):
     limits = {"memory_bytes": 64 * MiB}
     env.run(SERVICES, ["/bin/true"], limits=limits)

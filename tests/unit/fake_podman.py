@@ -80,6 +80,9 @@ class _HeldStream(_Stream):
         self.fed = threading.Event()
         self.argv: list[str] | None = None
 
+    def waiting(self) -> bool:
+        return not self.fed.is_set() and not self._c.killed.is_set()
+
     def feed(self, stdin: Any, *, prefix: bytes = b"") -> None:
         self._fake.stdin_fed[self._c.id] = stdin if isinstance(stdin, bytes) else stdin.read()
         self.argv = decode_request(prefix)

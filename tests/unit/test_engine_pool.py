@@ -164,3 +164,27 @@ def test_a_timed_out_pooled_run_kills_that_member_only(pooled):
     assert info.value.result.sandbox in [d["sandbox"] for e, d in audit if e == "pool.taken"]
     assert fake.log.count("kill") == 1
     _wait(lambda: pool.idle() == 2)
+
+
+def test_a_member_killed_while_it_waited_is_skipped_and_removed(pooled):
+    runner, fake, audit, pool = pooled
+    pool.want(runner.request("img"))
+    _wait(lambda: pool.idle() == 2)
+    dead = next(iter(fake.containers.values()))
+    fake.kill_container(dead.id)
+    result = runner.run(runner.request("img", ["/bin/echo", "ok"]))
+    assert result.stdout == "/bin/echo ok\n" and result.sandbox != dead.spec["name"]
+    assert ("pool.member_lost", {"sandbox": dead.spec["name"]}) in audit
+    runner.drain()
+    assert dead.id not in fake.containers
+
+
+def test_members_made_before_the_service_restarted_are_not_used(pooled):
+    runner, fake, audit, pool = pooled
+    pool.want(runner.request("img"))
+    _wait(lambda: pool.idle() == 2)
+    fake.restarts = 1  # their attach streams died with the old service
+    runner.run(runner.request("img", ["/bin/true"]))
+    lost = [d["sandbox"] for e, d in audit if e == "pool.member_lost"]
+    assert len(lost) == 2  # both skipped: the run went cold, new members are made from now on
+    _wait(lambda: pool.idle() == 2)
