@@ -147,7 +147,7 @@ class SandboxPool:
                 continue
             try:
                 member = self._make(key, template)
-            except CleanroomError as exc:
+            except Exception as exc:  # never let the filling thread die quietly
                 # The options cannot be pooled (e.g. the image is gone): stop trying; the
                 # cold path reports the real error to the caller.
                 logger.warning("pool fill failed", image=template.image, error=str(exc))
