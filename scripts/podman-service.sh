@@ -132,7 +132,9 @@ case "$cmd" in
     fi
     mkdir -p "$(dirname "$LOG")" "$(dirname "$SOCK")"
     log "starting the Podman API service on $SOCK"
-    setsid podman system service --time=0 "unix://$SOCK" >>"$LOG" 2>&1 < /dev/null &
+    # From /: conmon inherits the service's working directory, and once that directory is
+    # gone (a removed checkout) every container start fails ("Failed to get working directory").
+    (cd / && exec setsid podman system service --time=0 "unix://$SOCK" >>"$LOG" 2>&1 < /dev/null) &
     for _ in $(seq 1 150); do
       answers && now=$(serving_pid) && break
       sleep 0.1

@@ -74,9 +74,10 @@ def restart(service: ManagedService) -> int:
     log_path = Path.home() / ".local" / "state" / "cleanroom" / "podman-service.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
-        # setsid -f: the service is nobody's child here, so it outlives this process.
+        # setsid -f: the service is nobody's child here, so it outlives this process. cwd /:
+        # conmon inherits the service's directory and fails every container once it is gone.
         subprocess.run(["setsid", "-f", "podman", "system", "service", "--time=0", service.url],
-                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True, timeout=_START_TIMEOUT)
+                       stdin=subprocess.DEVNULL, stdout=log, stderr=log, check=True, timeout=_START_TIMEOUT, cwd="/")
     deadline = time.monotonic() + _START_TIMEOUT
     while probe(service.url) is not None:
         if time.monotonic() > deadline:

@@ -80,6 +80,7 @@ def test_a_managed_service_that_died_is_restarted_once_and_the_session_carries_o
         assert len(restarted) == 1 and restarted[0]["data"]["url"] == url
         served_by = int(pidfile.read_text())
         assert served_by in _service_pids(url)  # the PID file names the process that serves the socket
+        assert psutil.Process(served_by).cwd() == "/"  # never a directory that may go away
         # Once per environment: a second death is an error that says so, not a restart loop.
         env._runner.drain()
         _kill(url)

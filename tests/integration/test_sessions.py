@@ -192,6 +192,7 @@ def test_env_workdir_and_failures_to_start(env):
     assert missing_dir.exit_code == 126 and "/no/such/dir" in missing_dir.stderr
     assert missing_cmd.exit_code == 127 and "/no/such/command" in missing_cmd.stderr
     assert bad_user.exit_code == 125 and "no such user" in bad_user.stderr
+    assert "nosuchuser" in bad_user.stderr and "REDACTED" not in bad_user.stderr  # named, not taken for a secret
     assert still.stdout == "ok\n"
 
 

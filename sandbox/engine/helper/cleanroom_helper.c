@@ -145,10 +145,10 @@ static void switch_user(char *spec) {
         uid = n;
         if (!passwd_lookup(NULL, n, &uid, &gid, user, sizeof user)) gid = n;
     } else if (!passwd_lookup(spec, -1, &uid, &gid, user, sizeof user)) {
-        die("no such user in the image's /etc/passwd", spec);
+        die(spec, "no such user in the image's /etc/passwd");  /* name first: "passwd: x" reads as a secret */
     }
     if (group && *group) {
-        if (!numeric(group, &gid) && !group_lookup(group, &gid)) die("no such group in the image's /etc/group", group);
+        if (!numeric(group, &gid) && !group_lookup(group, &gid)) die(group, "no such group in the image's /etc/group");
     }
     gid_t groups[MAX_GROUPS];
     int count = supplementary(user, gid, groups);
