@@ -77,7 +77,9 @@ def usage_plot(samples: list[list[float | None]], title: str, width: int = 440, 
     x = lambda t: left + (t - t0) / span * pw  # noqa: E731
     parts = [f'<svg class="chart plot" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="memory and CPU of {escape(title)}">',
-             f'<text x="{left}" y="14" class="title">{escape(_fit(title, 54))}<title>{escape(title)}</title></text>',
+             # From the left edge, ~8 px a character at 12 px bold: the whole width, never clipped.
+             f'<text x="4" y="14" class="title">{escape(_fit(title, (width - 8) // 8))}'
+             f'<title>{escape(title)}</title></text>',
              f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" class="area"/>']
     for v in _ticks(0, mem_hi, 4):
         py = top + ph - v / mem_hi * ph
