@@ -13,6 +13,11 @@ STDIN, STDOUT, STDERR = 0, 1, 2
 Frame = tuple[int, bytes]
 
 
+class MalformedStream(ValueError):
+    """A frame header that is not one: the stream cannot be trusted past it (never guessed at,
+    so no output is silently cut or doubled)."""
+
+
 def _read_exact(read: Callable[[int], bytes], size: int) -> bytes:
     # A socket read may return less than asked; a short result means end of stream.
     parts = []
@@ -32,6 +37,8 @@ def read_frames(read: Callable[[int], bytes]) -> Iterator[Frame]:
         header = _read_exact(read, 8)
         if len(header) < 8:
             return
+        if header[0] > STDERR or header[1:4] != b"\0\0\0":
+            raise MalformedStream(f"a malformed frame header in the output stream ({header!r})")
         size = int.from_bytes(header[4:8], "big")
         if not size:
             continue

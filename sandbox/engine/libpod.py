@@ -23,7 +23,7 @@ from requests.exceptions import Timeout as TransportTimeout
 from sandbox.engine.api import ContainerInfo, ContainerSummary, NetworkSummary, StdinSource
 from sandbox.engine.connection import START_HINT, probe, resolve_url
 from sandbox.engine.decode import container_info, podman_message, runtime_exit_code
-from sandbox.engine.frames import Frame, read_frames
+from sandbox.engine.frames import Frame, MalformedStream, read_frames
 from sandbox.engine.libpod_images import ImageCalls
 from sandbox.engine.libpod_session import SessionCalls, upgraded
 from sandbox.engine.recovery import managed_service, restart
@@ -33,6 +33,15 @@ from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, En
 _JSON = {"content-type": "application/json"}
 _DEFAULT_TIMEOUT = 60.0
 _RETRY = "retry"  # internal: the service was restarted before this call ever reached it
+
+
+def _all_frames(resp: Any, what: str) -> list[Frame]:
+    try:
+        return list(read_frames(resp.raw.read))
+    except MalformedStream as exc:
+        raise ContainerError(f"{what}: {exc}") from None
+    finally:
+        resp.close()
 
 
 class _Attached:
@@ -194,7 +203,9 @@ class LibpodAPI(SessionCalls, ImageCalls):
         client = PodmanClient(base_url=self.url)
         try:
             resp = self._request("post", f"/containers/{cid}/attach", "attach", client=client, stream=True,
-                                 params={"stream": True, "stdout": True, "stderr": True, "logs": True})
+                                 # No log replay: attached before start, nothing is missed, and Podman
+                                 # 4.3 replays a log line in a frame one byte short (cut or doubled output).
+                                 params={"stream": True, "stdout": True, "stderr": True, "logs": False})
         except BaseException:
             client.close()
             raise
@@ -231,11 +242,7 @@ class LibpodAPI(SessionCalls, ImageCalls):
         params: dict[str, Any] = {"stdout": True, "stderr": True}
         if tail:
             params["tail"] = str(tail)
-        resp = self._request("get", f"/containers/{cid}/logs", "logs", params=params, stream=True)
-        try:
-            return list(read_frames(resp.raw.read))
-        finally:
-            resp.close()
+        return _all_frames(self._request("get", f"/containers/{cid}/logs", "logs", params=params, stream=True), "logs")
 
     def exec_run(self, cid: str, command: list[str], *, env: dict[str, str] | None = None,
                  timeout: float | None = None) -> tuple[int, list[Frame]]:
@@ -246,10 +253,7 @@ class LibpodAPI(SessionCalls, ImageCalls):
                                 headers=_JSON).json()["Id"]
         resp = self._request("post", f"/exec/{exec_id}/start", "exec", timeout=timeout, stream=True,
                              data=json.dumps({"Detach": False, "Tty": False}), headers=_JSON)
-        try:
-            frames = list(read_frames(resp.raw.read))
-        finally:
-            resp.close()
+        frames = _all_frames(resp, "exec")
         code = self._request("get", f"/exec/{exec_id}/json", "exec inspect").json().get("ExitCode")
         return (int(code) if code is not None else -1), frames
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from loguru import logger
 
-from sandbox.engine.frames import STDERR, Frame
+from sandbox.engine.frames import STDERR, Frame, MalformedStream
 from sandbox.errors import CleanroomError
 
 # Captured output per stream kept in memory; the live stream still sees everything.
@@ -76,6 +76,13 @@ class Output:
         self.stdout = Capture(redactor, on_stdout)
         self.stderr = Capture(redactor, on_stderr)
         self.lost: str | None = None  # why the stream broke off before the container ended
+        self.malformed = False  # it broke off on a frame that was not one (not the service's death)
+
+    def broken(self) -> str:
+        """Why the result is incomplete, for the error the run raises."""
+        why = ("Podman sent a malformed output stream, so the output cannot be trusted" if self.malformed
+               else "the Podman service stopped while the sandbox ran, so its output and exit are incomplete")
+        return f"the output stream broke off ({self.lost}): {why}; it was removed"
 
     def feed(self, frames: Iterable[Frame]) -> None:
         for stream, payload in frames:
@@ -151,6 +158,10 @@ def pump(output: Output, frames: Iterable[Frame], name: str, sandbox: str) -> th
     def run() -> None:
         try:
             output.feed(frames)
+        except MalformedStream as exc:
+            output.lost = str(exc)
+            output.malformed = True
+            logger.warning("output stream malformed", sandbox=sandbox, error=str(exc))
         except Exception as exc:  # the service went away mid-stream: the result says so
             output.lost = type(exc).__name__
             logger.warning("output stream ended early", sandbox=sandbox, error=type(exc).__name__)

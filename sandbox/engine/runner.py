@@ -157,9 +157,7 @@ class SandboxRunner(BackgroundRemoval):
         """The verdict, audited; ``removed=False``: its removal is audited when it happens."""
         if output.lost:
             self.audit("sandbox.lost", "Minimal", sandbox=handle.name, reason=output.lost)
-            raise ContainerError(f"the output stream broke off ({output.lost}): the Podman service stopped while "
-                                 "the sandbox ran, so its output and exit are incomplete; it was removed",
-                                 sandbox=handle.name, last_output=output.tail())
+            raise ContainerError(output.broken(), sandbox=handle.name, last_output=output.tail())
         result = RunResult(
             sandbox=handle.name, image=request.image, command=self._redacted(request.command), exit_code=exit_code,
             stdout=output.stdout.text(), stderr=output.stderr.text(), duration_seconds=duration, usage=handle.usage,

@@ -122,7 +122,8 @@ def _read_head(sock: socket.socket) -> bytes:
 
 
 def attach_path(cid: str) -> str:
-    return f"/containers/{quote(cid)}/attach?stream=true&stdin=true&stdout=true&stderr=true&logs=true"
+    # No log replay (logs=false): see LibpodAPI.attach.
+    return f"/containers/{quote(cid)}/attach?stream=true&stdin=true&stdout=true&stderr=true&logs=false"
 
 
 def channel_path(cid: str) -> str:

@@ -3,6 +3,7 @@ and requests becomes the right CleanroomError, redacted, never chained to the ra
 
 from __future__ import annotations
 
+import io
 from types import SimpleNamespace
 
 import pytest
@@ -11,7 +12,9 @@ from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
 from sandbox.engine import libpod
-from sandbox.engine.frames import STDERR, STDOUT, encode_frame, parse_frames
+from sandbox.engine.frames import STDERR, STDOUT, MalformedStream, encode_frame, parse_frames, read_frames
+from sandbox.engine.output import Output, pump
+from sandbox.engine.upgrade import attach_path
 from sandbox.errors import ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 SECRET = "s3cret-in-a-podman-message"
@@ -132,3 +135,37 @@ def test_frames_round_trip_and_a_torn_stream_ends_cleanly():
     torn = encode_frame(STDOUT, b"out") + encode_frame(STDOUT, b"abcdef")[:10]  # cut inside the payload
     assert parse_frames(torn) == [(STDOUT, b"out"), (STDOUT, b"ab")]
     assert parse_frames(encode_frame(STDOUT, b"out")[:5]) == []  # cut inside a header
+
+
+# What Podman 4.3 sent, recorded, when an attach also asked for the log replay and the
+# container had already written its line: a frame one byte short ("hello" announced, "hello\n"
+# sent), then the same line again. Parsed leniently it read "hello" (the newline lost).
+_REPLAYED = (b"\x01\x00\x00\x00\x00\x00\x00\x05" + b"hello" + b"\n"
+             + b"\x01\x00\x00\x00\x00\x00\x00\x06" + b"hello\n")
+
+
+def test_a_malformed_frame_header_is_an_error_never_a_silent_cut():
+    with pytest.raises(MalformedStream):
+        parse_frames(_REPLAYED)
+    with pytest.raises(MalformedStream):  # no such stream
+        parse_frames(b"\x07\x00\x00\x00\x00\x00\x00\x01x")
+
+
+def test_a_run_whose_stream_is_malformed_fails_and_says_so():
+    output = Output(None)
+    pump(output, iter(parse_frames_lazily(_REPLAYED)), "t", "sb").join(5)
+    assert output.malformed and "malformed" in output.broken() and "service stopped" not in output.broken()
+
+
+def parse_frames_lazily(data: bytes):
+    return read_frames(io.BytesIO(data).read)
+
+
+def test_attach_never_asks_for_the_log_replay(monkeypatch):
+    seen = {}
+    api = api_raising(monkeypatch, _Resp(200, {}))
+    monkeypatch.setattr(api, "_request", lambda *a, **kw: seen.update(kw.get("params") or {}) or _Resp())
+    monkeypatch.setattr(libpod, "PodmanClient", lambda **kw: SimpleNamespace(close=lambda: None))
+    api.attach("c1")
+    assert seen["logs"] is False and seen["stream"] is True
+    assert "logs=false" in attach_path("c1") and "logs=true" not in attach_path("c1")
