@@ -27,7 +27,7 @@ from sandbox.engine.helpers import HELPER_TARGET
 from sandbox.engine.ownership import LABEL_POOL
 from sandbox.engine.runner import Made, SandboxRunner
 from sandbox.engine.types import CreateRequest
-from sandbox.engine.users import helper_mount, keep_switch_caps
+from sandbox.engine.users import helper_mount, keep_switch_caps, program_of
 from sandbox.errors import CleanroomError
 
 _REFILL_PAUSE = 0.05  # after a failed fill or a full budget, before trying again
@@ -42,9 +42,8 @@ class Member(msgspec.Struct, kw_only=True):
     generation: int  # the engine's restart count when it was made (its stream dies with the service)
 
     def program(self, request: CreateRequest) -> list[str]:
-        """What the image would run for ``request``: its entrypoint, then the command (or its CMD)."""
-        return [*(self.image.entrypoint or []), *(request.command if request.command is not None
-                                                  else self.image.cmd or [])]
+        """What the image would run for ``request``, as a cold run would."""
+        return program_of(self.image, request)
 
 
 def pool_key(request: CreateRequest) -> str:

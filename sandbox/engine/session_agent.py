@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator
-from typing import BinaryIO
+from collections.abc import Callable
 
 from loguru import logger
 
@@ -20,10 +19,10 @@ from sandbox.engine import agent_frames as af
 from sandbox.engine.api import AttachChannel, StdinSource
 from sandbox.engine.frames import STDERR
 from sandbox.engine.output import Output
+from sandbox.engine.upgrade import chunks
 from sandbox.errors import CleanroomError, ContainerError
 
 WINDOW = 1 << 20  # stdin bytes in flight to the agent, at most
-_CHUNK = 64 * 1024
 
 
 class Running:
@@ -67,17 +66,6 @@ class Running:
                 return False
             self._in_flight += size
             return True
-
-
-def _chunks(data: StdinSource) -> Iterator[bytes]:
-    if isinstance(data, bytes | bytearray | memoryview):
-        view = memoryview(data)
-        for i in range(0, len(view), _CHUNK):
-            yield bytes(view[i:i + _CHUNK])
-        return
-    reader: BinaryIO = data
-    while chunk := reader.read(_CHUNK):
-        yield chunk
 
 
 class Agent:
@@ -153,7 +141,7 @@ class Agent:
 
     def _feed(self, running: Running, stdin: StdinSource) -> None:
         try:
-            for chunk in _chunks(stdin):
+            for chunk in chunks(stdin):
                 if not running.wait_credit(len(chunk)):
                     return  # over: the rest is not wanted
                 self._channel.send(af.encode(af.STDIN, running.id, chunk))

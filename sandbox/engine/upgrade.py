@@ -32,7 +32,8 @@ class UpgradeRefused(Exception):
         self.status = status
 
 
-def _chunks(data: bytes | BinaryIO) -> Iterator[bytes]:
+def chunks(data: bytes | BinaryIO) -> Iterator[bytes]:
+    """Stdin (bytes, or a binary file read to its end) in pieces of at most 64 KiB."""
     if isinstance(data, bytes | bytearray | memoryview):
         view = memoryview(data)
         for i in range(0, len(view), _CHUNK):
@@ -70,7 +71,7 @@ class UpgradedAttach:
 
     def _feed(self, stdin: bytes | BinaryIO) -> None:
         try:
-            for chunk in _chunks(stdin):
+            for chunk in chunks(stdin):
                 self._sock.sendall(chunk)
         except OSError as exc:  # the command exited without reading it all: not an error of ours
             logger.debug("stdin feed ended early", error=type(exc).__name__)

@@ -30,6 +30,14 @@ def helper_mount() -> Mount:
     return Mount(helper(), HELPER_TARGET)
 
 
+def program_of(image: ImageConfig, request: CreateRequest) -> list[str]:
+    """What the container runs for ``request``: its entrypoint (or the image's), then its
+    command (or the image's CMD)."""
+    entrypoint = request.entrypoint if request.entrypoint is not None else image.entrypoint
+    command = request.command if request.command is not None else image.cmd
+    return [*(entrypoint or []), *(command or [])]
+
+
 def as_user(api: PodmanAPI, request: CreateRequest, keep_caps: bool) -> CreateRequest:
     """The request, started as root and dropping to its user through the helper when that
     user (asked for, or the image's USER) is not root; unchanged otherwise."""
@@ -41,9 +49,7 @@ def as_user(api: PodmanAPI, request: CreateRequest, keep_caps: bool) -> CreateRe
     if is_root(user):
         return request
     image = image or api.image_config(request.image)
-    entrypoint = request.entrypoint if request.entrypoint is not None else image.entrypoint
-    command = request.command if request.command is not None else image.cmd
-    program = [*(entrypoint or []), *(command or [])]
+    program = program_of(image, request)
     if not program:
         return request  # nothing to run: Podman's own error says so
     flags = ["-u", user, *(["-k"] if keep_caps else []), "--"]
