@@ -228,7 +228,7 @@ class Session:
 
 def _image_user(runner: SandboxRunner, image: str) -> str | None:
     with errors_redacted(runner.redactor):
-        user = runner.api.image_config(image).user
+        user = (runner.images or runner.api).image_config(image).user  # ensure() just looked it up
     return None if is_root(user) else user
 
 
