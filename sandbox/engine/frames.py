@@ -38,7 +38,9 @@ def read_frames(read: Callable[[int], bytes]) -> Iterator[Frame]:
         if len(header) < 8:
             return
         if header[0] > STDERR or header[1:4] != b"\0\0\0":
-            raise MalformedStream(f"a malformed frame header in the output stream ({header!r})")
+            # The bytes themselves are not quoted: they may be raw, unredacted output.
+            raise MalformedStream("a malformed frame header in the output stream (not a stream id 0-2 with "
+                                  "zero padding)")
         size = int.from_bytes(header[4:8], "big")
         if not size:
             continue
