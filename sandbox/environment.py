@@ -16,20 +16,20 @@ from loguru import logger
 from sandbox.audit import AuditLog
 from sandbox.audit.recent import RecentEvents
 from sandbox.confine import CgroupConfiner, confiners_for
-from sandbox.engine import cleanup
-from sandbox.engine.api import StdinSource
 from sandbox.engine.attachment import Attachment, attach, refuse_unsafe
 from sandbox.engine.images import Images, PullProgress
 from sandbox.engine.launcher import ServiceLauncher
-from sandbox.engine.libpod import LibpodAPI
 from sandbox.engine.mounts import engine_sockets
 from sandbox.engine.networks import EnvironmentNetwork
 from sandbox.engine.output import redact_again
-from sandbox.engine.ownership import owner_labels
+from sandbox.engine.podman.api import StdinSource
+from sandbox.engine.podman.libpod import LibpodAPI
 from sandbox.engine.pool import SandboxPool
 from sandbox.engine.results import RunResult
 from sandbox.engine.runner import SandboxRunner
-from sandbox.engine.session import Session
+from sandbox.engine.session.session import Session
+from sandbox.engine.teardown import cleanup
+from sandbox.engine.teardown.ownership import owner_labels
 from sandbox.engine.types import Confiner, CreateRequest, Mount, NetworkAttachment
 from sandbox.environment_metrics import Metrics
 from sandbox.errors import CleanroomError, ResourceLimitExceeded

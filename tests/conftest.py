@@ -15,7 +15,7 @@ settings.load_profile("cleanroom")
 
 @pytest.fixture(scope="session")
 def podman_url() -> str:
-    from sandbox.engine.connection import resolve_url
+    from sandbox.engine.podman.connection import resolve_url
 
     return resolve_url()
 

@@ -12,7 +12,7 @@ import msgspec
 from sandbox.confine import cgroup_driver_name
 from sandbox.confine.cgroups import make_driver
 from sandbox.confine.seccomp import FLAVOUR, shipped_profile
-from sandbox.engine.libpod import LibpodAPI
+from sandbox.engine.podman.libpod import LibpodAPI
 from sandbox.errors import EngineUnavailable, PolicyError
 from sandbox.policy.seccomp_file import profile_problem
 

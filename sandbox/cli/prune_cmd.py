@@ -6,7 +6,7 @@ import click
 import msgspec
 
 from sandbox.cli.common import EXIT_ENGINE, die
-from sandbox.engine.prune import prune
+from sandbox.engine.teardown.prune import prune
 from sandbox.errors import EngineUnavailable
 
 

@@ -15,8 +15,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
 from sandbox.cli.common import EXIT_ENGINE, die
-from sandbox.engine.libpod import LibpodAPI
-from sandbox.engine.ownership import LABEL_KIND, LABEL_MANAGED, owner_alive
+from sandbox.engine.podman.libpod import LibpodAPI
+from sandbox.engine.teardown.ownership import LABEL_KIND, LABEL_MANAGED, owner_alive
 from sandbox.errors import CleanroomError, EngineUnavailable
 from sandbox.observe.http import Endpoint, Response, check_bind, metrics_route
 

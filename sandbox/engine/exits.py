@@ -6,7 +6,7 @@ import time
 
 from loguru import logger
 
-from sandbox.engine.api import PodmanAPI
+from sandbox.engine.podman.api import PodmanAPI
 from sandbox.engine.types import SandboxHandle
 from sandbox.errors import CleanroomError, EngineUnavailable
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from sandbox.engine.api import ImageConfig, PodmanAPI
+from sandbox.engine.podman.api import ImageConfig, PodmanAPI
 from sandbox.engine.spec import network_mode
 from sandbox.engine.types import AuditFn
 from sandbox.errors import ContainerError, ContainerNotFound, PolicyError

@@ -12,13 +12,13 @@ from typing import Any
 
 import msgspec
 
-from sandbox.engine import cleanup
-from sandbox.engine.api import ContainerInfo
 from sandbox.engine.networks import EnvironmentNetwork, ensure_shared_network
 from sandbox.engine.output import errors_redacted
-from sandbox.engine.ownership import LABEL_KIND, LABEL_SINGLETON
+from sandbox.engine.podman.api import ContainerInfo
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.service import ServiceHandle
+from sandbox.engine.teardown import cleanup
+from sandbox.engine.teardown.ownership import LABEL_KIND, LABEL_SINGLETON
 from sandbox.engine.types import LABEL_CGROUP, SHARED_SERVICES_CGROUP, CreateRequest, NetworkAttachment, SandboxHandle
 from sandbox.errors import ContainerNotFound
 

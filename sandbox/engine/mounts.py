@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sandbox.engine.connection import candidate_urls
+from sandbox.engine.podman.connection import candidate_urls
 from sandbox.engine.types import Mount
 from sandbox.errors import PolicyError
 

@@ -7,7 +7,7 @@ import threading
 
 from loguru import logger
 
-from sandbox.engine.api import PodmanAPI
+from sandbox.engine.podman.api import PodmanAPI
 from sandbox.errors import CleanroomError
 
 SHARED_NETWORK = "cleanroom-shared"

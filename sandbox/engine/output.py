@@ -16,7 +16,7 @@ from typing import Any
 
 from loguru import logger
 
-from sandbox.engine.frames import STDERR, Frame, MalformedStream
+from sandbox.engine.podman.frames import STDERR, Frame, MalformedStream
 from sandbox.errors import CleanroomError
 
 # Captured output per stream kept in memory; the live stream still sees everything.

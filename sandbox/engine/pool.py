@@ -22,12 +22,12 @@ from collections.abc import Callable
 import msgspec
 from loguru import logger
 
-from sandbox.engine.api import HeldAttach, ImageConfig
-from sandbox.engine.helpers import HELPER_TARGET
-from sandbox.engine.ownership import LABEL_POOL
+from sandbox.engine.helper.build import HELPER_TARGET
+from sandbox.engine.helper.users import helper_mount, keep_switch_caps, program_of
+from sandbox.engine.podman.api import HeldAttach, ImageConfig
 from sandbox.engine.runner import Made, SandboxRunner
+from sandbox.engine.teardown.ownership import LABEL_POOL
 from sandbox.engine.types import CreateRequest
-from sandbox.engine.users import helper_mount, keep_switch_caps, program_of
 from sandbox.errors import CleanroomError
 
 _REFILL_PAUSE = 0.05  # after a failed fill or a full budget, before trying again

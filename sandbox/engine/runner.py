@@ -15,17 +15,17 @@ from typing import Any
 
 from loguru import logger
 
-from sandbox.engine import cleanup
-from sandbox.engine.api import AttachStream, PodmanAPI, StdinSource
 from sandbox.engine.exits import exit_status
-from sandbox.engine.helpers import command_request
+from sandbox.engine.helper.build import command_request
+from sandbox.engine.helper.users import as_user, keep_switch_caps, moves_processes
 from sandbox.engine.output import Output, errors_redacted, pump, redact_text
+from sandbox.engine.podman.api import AttachStream, PodmanAPI, StdinSource
 from sandbox.engine.posture import KernelReader, differences, read_kernel_view, read_seccomp_profile
-from sandbox.engine.removal import BackgroundRemoval
 from sandbox.engine.request_spec import spec_for
 from sandbox.engine.results import RunResult, audit_records
+from sandbox.engine.teardown import cleanup
+from sandbox.engine.teardown.removal import BackgroundRemoval
 from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NoObserver, SandboxHandle
-from sandbox.engine.users import as_user, keep_switch_caps, moves_processes
 from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
 
 _DRAIN_SECONDS = 10.0  # how long the output reader may take to drain after a timeout kill

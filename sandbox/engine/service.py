@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sandbox.engine.api import PodmanAPI
 from sandbox.engine.output import combined, redact_text
+from sandbox.engine.podman.api import PodmanAPI
 from sandbox.engine.types import AuditFn, SandboxHandle
 from sandbox.errors import CleanroomError, ContainerNotFound
 

@@ -75,7 +75,7 @@ class CreateRequest(msgspec.Struct, frozen=True, kw_only=True):
     workdir: str | None = None
     stdin: bool = False  # keep the command's stdin open for data sent through attach
     # cleanroom's own mounts, never the user's, so not judged by allowed_mount_paths: its
-    # static helpers (sandbox.engine.helpers, read-only) and an environment's attachment
+    # static helpers (sandbox.engine.helper.build, read-only) and an environment's attachment
     # (sandbox.engine.attachment: the coverage data directory is the one writable mount).
     system_mounts: list[Mount] = msgspec.field(default_factory=list)
     # Capabilities the helper needs to switch users (SETUID, SETGID); it drops them

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sandbox.engine.ownership import LABEL_OWNER_PID
+from sandbox.engine.teardown.ownership import LABEL_OWNER_PID
 
 REPO = Path(__file__).resolve().parents[2]
 BUSYBOX = "localhost/cleanroom/busybox:latest"

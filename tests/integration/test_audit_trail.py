@@ -12,7 +12,7 @@ from podman_helpers import BUSYBOX, REPO, cleanroom_cli, containers_with_label
 
 from sandbox import AuditError, CleanroomConfig, CleanroomEnvironment, CleanroomError
 from sandbox.audit import verify_audit_log
-from sandbox.engine.ownership import LABEL_ENV
+from sandbox.engine.teardown.ownership import LABEL_ENV
 
 STRICT = REPO / "policies" / "strict.toml"
 

@@ -11,7 +11,7 @@ from loguru import logger
 from podman_helpers import BUSYBOX, containers_with_label
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, GenericContainer
-from sandbox.engine.ownership import LABEL_ENV
+from sandbox.engine.teardown.ownership import LABEL_ENV
 
 TOML = "[cleanroom]\nenable_singleton_containers = false\n[cleanroom.resource_limits]\nresource_cleanup_timeout = {}\n"
 

@@ -22,8 +22,8 @@ import pytest
 from podman_helpers import BUSYBOX, containers_with_label
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, ContainerError, EngineUnavailable
-from sandbox.engine.connection import probe
-from sandbox.engine.ownership import LABEL_ENV
+from sandbox.engine.podman.connection import probe
+from sandbox.engine.teardown.ownership import LABEL_ENV
 
 
 def _service_pids(url: str) -> list[int]:

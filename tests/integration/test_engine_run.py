@@ -12,7 +12,7 @@ import pytest
 from podman_helpers import BUSYBOX, REPO, assert_sigterm_removes_its_container, cleanroom_cli, containers_with_label
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, ContainerError, TimeoutExceeded
-from sandbox.engine.ownership import LABEL_OWNER_PID
+from sandbox.engine.teardown.ownership import LABEL_OWNER_PID
 
 STRICT = REPO / "policies" / "strict.toml"
 

@@ -15,7 +15,7 @@ import pytest
 from podman_helpers import BUSYBOX, PYTHON, REPO, cleanroom_cli, containers_with_label
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, Mount, PolicyError
-from sandbox.engine.ownership import LABEL_ENV
+from sandbox.engine.teardown.ownership import LABEL_ENV
 
 STRICT = REPO / "policies" / "strict.toml"
 

@@ -17,7 +17,7 @@ from podman_helpers import BUSYBOX, REPO, SERVICES, cleanroom_cli, containers_wi
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, TimeoutExceeded
 from sandbox.confine import leftover_cgroups
-from sandbox.engine.ownership import LABEL_ENV, LABEL_OWNER_PID, LABEL_POOL
+from sandbox.engine.teardown.ownership import LABEL_ENV, LABEL_OWNER_PID, LABEL_POOL
 
 SECRET = "pool-secret-value-0123456789"
 MiB = 1024 * 1024

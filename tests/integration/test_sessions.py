@@ -16,7 +16,7 @@ import pytest
 from podman_helpers import BUSYBOX, REPO, SERVICES, assert_sigterm_removes_its_container, containers_with_label
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, ContainerError, Mount, PolicyError, TimeoutExceeded
-from sandbox.engine.ownership import LABEL_ENV
+from sandbox.engine.teardown.ownership import LABEL_ENV
 
 STRICT = REPO / "policies" / "strict.toml"
 

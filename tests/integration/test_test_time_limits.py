@@ -12,7 +12,7 @@ import time
 from podman_helpers import BUSYBOX, containers_with_label
 
 from sandbox import CleanroomConfig, CleanroomEnvironment
-from sandbox.engine.ownership import LABEL_ENV
+from sandbox.engine.teardown.ownership import LABEL_ENV
 
 SUITE = f'''
 import os, time

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from sandbox import CleanroomConfig, CleanroomEnvironment
-from sandbox.engine.ownership import LABEL_OWNER_PID
+from sandbox.engine.teardown.ownership import LABEL_OWNER_PID
 
 IMAGE = "localhost/cleanroom/busybox:latest"
 CMD = ["/bin/echo", "hello"]

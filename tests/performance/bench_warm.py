@@ -27,7 +27,7 @@ from pathlib import Path
 from podman import PodmanClient
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, PostgresContainer
-from sandbox.engine.connection import resolve_url
+from sandbox.engine.podman.connection import resolve_url
 
 REPO = Path(__file__).resolve().parents[2]
 BASELINE = os.environ.get("CLEANROOM_BENCH_BASELINE", "42eb263")  # the commit before the warm path

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from sandbox import CleanroomConfig, CleanroomEnvironment, GenericContainer, ResourceLimitExceeded
-from sandbox.engine.ownership import LABEL_ENV
+from sandbox.engine.teardown.ownership import LABEL_ENV
 from sandbox.engine.types import Mount
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))

@@ -8,10 +8,10 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sandbox.engine import agent_frames as af
-from sandbox.engine.api import ContainerInfo, ContainerState, ContainerSummary, ImageConfig, NetworkSummary
-from sandbox.engine.frames import STDERR, STDOUT, Frame
+from sandbox.engine.podman.api import ContainerInfo, ContainerState, ContainerSummary, ImageConfig, NetworkSummary
+from sandbox.engine.podman.frames import STDERR, STDOUT, Frame
 from sandbox.engine.posture import Posture, read_seccomp_profile, seccomp_summary
+from sandbox.engine.session import agent_frames as af
 from sandbox.errors import ContainerError, ContainerNotFound
 
 # What a container "runs": its command → (output frames, exit code). None as the

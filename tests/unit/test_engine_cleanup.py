@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 
-from sandbox.engine import cleanup
+from sandbox.engine.teardown import cleanup
 
 
 def test_run_all_undoes_newest_first_and_survives_failures():
@@ -41,7 +41,7 @@ def test_sigterm_runs_cleanup_in_a_real_process(tmp_path):
     marker = tmp_path / "undone"
     code = textwrap.dedent(f"""
         import os, signal, time, sys
-        from sandbox.engine import cleanup
+        from sandbox.engine.teardown import cleanup
         cleanup.register("marker", lambda: open({str(marker)!r}, "w").write("yes"))
         print("ready", flush=True)
         time.sleep(30)

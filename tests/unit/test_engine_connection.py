@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from sandbox.engine import connection
+from sandbox.engine.podman import connection
 from sandbox.errors import EngineUnavailable
 
 

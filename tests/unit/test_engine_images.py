@@ -7,8 +7,8 @@ import msgspec
 import pytest
 from fake_podman import FakePodman
 
-from sandbox.engine.api import ImageConfig
 from sandbox.engine.images import Images, check_pull, registry_of
+from sandbox.engine.podman.api import ImageConfig
 from sandbox.errors import ContainerError, ContainerNotFound, PolicyError
 from sandbox.policy import CleanroomConfig
 

@@ -11,10 +11,10 @@ from podman.errors import APIError, NotFound
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import ReadTimeout
 
-from sandbox.engine import libpod
-from sandbox.engine.frames import STDERR, STDOUT, MalformedStream, encode_frame, parse_frames, read_frames
 from sandbox.engine.output import Output, pump
-from sandbox.engine.upgrade import attach_path
+from sandbox.engine.podman import libpod
+from sandbox.engine.podman.frames import STDERR, STDOUT, MalformedStream, encode_frame, parse_frames, read_frames
+from sandbox.engine.podman.upgrade import attach_path
 from sandbox.errors import ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 SECRET = "s3cret-in-a-podman-message"

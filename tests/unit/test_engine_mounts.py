@@ -10,11 +10,11 @@ import msgspec
 import pytest
 from fake_podman import FakePodman
 
-from sandbox.engine import cleanup
 from sandbox.engine.mounts import check_mounts, parse_volume
 from sandbox.engine.posture import KernelView, Posture, differences, parse_mountinfo
 from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.spec import build_spec
+from sandbox.engine.teardown import cleanup
 from sandbox.engine.types import Mount
 from sandbox.errors import PolicyError
 from sandbox.policy import CleanroomConfig

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from sandbox.engine import ownership
+from sandbox.engine.teardown import ownership
 
 
 def test_labels_of_this_process_are_alive():

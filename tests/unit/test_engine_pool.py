@@ -11,10 +11,10 @@ import pytest
 from fake_podman import decode_request
 from test_engine_runner import SECRET, make, pending_cleanups
 
-from sandbox.engine.api import ImageConfig
-from sandbox.engine.helpers import HELPER_TARGET, command_request
-from sandbox.engine.ownership import LABEL_POOL
+from sandbox.engine.helper.build import HELPER_TARGET, command_request
+from sandbox.engine.podman.api import ImageConfig
 from sandbox.engine.pool import SandboxPool, pool_key
+from sandbox.engine.teardown.ownership import LABEL_POOL
 from sandbox.errors import ContainerError, TimeoutExceeded
 
 

@@ -10,12 +10,12 @@ from fake_podman import FakePodman
 
 from sandbox.audit.recent import RecentEvents
 from sandbox.confine.seccomp import profile_for
-from sandbox.engine import cleanup
-from sandbox.engine.frames import STDERR, STDOUT
 from sandbox.engine.launcher import ServiceLauncher, ServiceSpec
 from sandbox.engine.networks import EnvironmentNetwork
+from sandbox.engine.podman.frames import STDERR, STDOUT
 from sandbox.engine.posture import KernelView, Posture, differences, read_seccomp_profile, seccomp_summary
 from sandbox.engine.runner import SandboxRunner
+from sandbox.engine.teardown import cleanup
 from sandbox.engine.types import ConfinerBase, CreateRequest, SandboxHandle
 from sandbox.errors import CleanroomError, ContainerError, EngineUnavailable, TimeoutExceeded
 from sandbox.policy import CleanroomConfig

@@ -13,13 +13,13 @@ import time
 import pytest
 from fake_podman import FakePodman
 
-from sandbox.engine import cleanup
-from sandbox.engine.frames import STDERR, STDOUT
-from sandbox.engine.helpers import HELPER_TARGET, helper, is_static
+from sandbox.engine.helper.build import HELPER_TARGET, helper, is_static
+from sandbox.engine.podman.frames import STDERR, STDOUT
 from sandbox.engine.runner import SandboxRunner
-from sandbox.engine.session import Session
-from sandbox.engine.session_files import one_file, split, tar_of_bytes, unpack
-from sandbox.engine.session_usage import exec_usage
+from sandbox.engine.session.files import one_file, split, tar_of_bytes, unpack
+from sandbox.engine.session.session import Session
+from sandbox.engine.session.usage import exec_usage
+from sandbox.engine.teardown import cleanup
 from sandbox.engine.types import Usage
 from sandbox.errors import ContainerError, TimeoutExceeded
 from sandbox.policy import CleanroomConfig
@@ -188,7 +188,7 @@ def test_a_timed_out_exec_is_killed_through_the_agent_and_the_session_goes_on(tm
 
 
 def test_a_timed_out_exec_the_agent_does_not_answer_ends_the_session(tmp_path, monkeypatch):
-    monkeypatch.setattr("sandbox.engine.session._KILL_WAIT", 0.2)
+    monkeypatch.setattr("sandbox.engine.session.session._KILL_WAIT", 0.2)
     sb, fake, audit = _session(tmp_path)
     fake.agent_deaf = True
     with sb:

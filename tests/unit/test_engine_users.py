@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from fake_podman import FakePodman
 
-from sandbox.engine.api import ImageConfig
-from sandbox.engine.helpers import HELPER_TARGET
+from sandbox.engine.helper.build import HELPER_TARGET
+from sandbox.engine.helper.users import as_user, is_root, keep_switch_caps
+from sandbox.engine.podman.api import ImageConfig
 from sandbox.engine.types import CreateRequest
-from sandbox.engine.users import as_user, is_root, keep_switch_caps
 from sandbox.policy import CleanroomConfig
 
 

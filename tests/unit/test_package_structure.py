@@ -151,12 +151,37 @@ def test_module_sizes():
     assert too_big == []
 
 
-def test_the_readme_layout_names_every_engine_module():
+def _engine_parts() -> tuple[list[str], list[str]]:
+    """The engine's own modules and its subpackages, as the README's layout should name them."""
+    engine = PKG / "engine"
+    modules = [p.name for p in sorted(engine.glob("*.py")) if p.name != "__init__.py"]
+    packages = [p.name for p in sorted(engine.iterdir()) if (p / "__init__.py").is_file()]
+    return modules, packages
+
+
+def test_the_readme_layout_names_every_engine_module_and_subpackage():
     readme = (ROOT / "README.md").read_text()
     layout = readme[readme.index("## Layout"):readme.index("## Benchmarks")]
-    missing = [p.name for p in sorted((PKG / "engine").glob("*.py"))
-               if p.name != "__init__.py" and p.name not in layout]
+    modules, packages = _engine_parts()
+    assert packages, "the engine has subpackages by concern"
+    missing = [m for m in modules if m not in layout] + [
+        p for p in packages if f"sandbox/engine/{p}/" not in layout]
     assert missing == []
+
+
+@pytest.mark.parametrize("package", sorted(m for m, p in MODULES.items() if p.name == "__init__.py"))
+def test_every_package_says_what_it_holds(package):
+    tree = ast.parse(MODULES[package].read_text())
+    doc = ast.get_docstring(tree)
+    assert doc and len(doc.split()) >= 5, f"{package}: its __init__.py needs a docstring saying what it holds"
+
+
+def test_every_file_of_a_package_is_a_module_or_declared_data():
+    # A folder of .py files without an __init__.py would be a namespace package that the
+    # structure checks above and the wheel's package list both miss.
+    stray = [str(p.relative_to(ROOT)) for p in PKG.rglob("*.py")
+             if not (p.parent / "__init__.py").is_file()]
+    assert stray == []
 
 
 def test_test_files_have_unique_basenames():

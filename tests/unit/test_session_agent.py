@@ -10,10 +10,10 @@ import time
 import pytest
 from loguru import logger
 
-from sandbox.engine import agent_frames as af
-from sandbox.engine.frames import STDERR, STDOUT
 from sandbox.engine.output import Output
-from sandbox.engine.session_agent import WINDOW, Agent
+from sandbox.engine.podman.frames import STDERR, STDOUT
+from sandbox.engine.session import agent_frames as af
+from sandbox.engine.session.agent import WINDOW, Agent
 from sandbox.errors import ContainerError
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
-from sandbox.engine.api import ImageConfig
+from sandbox.engine.podman.api import ImageConfig
 from sandbox.errors import ContainerError, ContainerNotFound
 
 _LONG = 3600.0  # a build or pull streams for as long as it works

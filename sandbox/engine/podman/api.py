@@ -1,7 +1,7 @@
 """The engine's seam to Podman: every libpod call it makes, typed.
 
 ``PodmanAPI`` is what the runner, the services and prune are written against;
-``sandbox.engine.libpod.LibpodAPI`` implements it over HTTP, and unit tests drive the
+``sandbox.engine.podman.libpod.LibpodAPI`` implements it over HTTP, and unit tests drive the
 runner through a fake of the same shape. Implementations raise only
 ``CleanroomError`` subclasses, with messages already redacted:
 
@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Protocol
 
 import msgspec
 
-from sandbox.engine.frames import Frame
+from sandbox.engine.podman.frames import Frame
 from sandbox.engine.posture import Posture
 
 

@@ -6,7 +6,7 @@ cleanroom-helper's agent (``-A``, static, mounted read-only, so the image needs
 nothing), placed in the sandbox's cgroup before it starts, so every command it forks
 is confined from its first instruction: no exec API call, no pid to find, no cgroup
 move per command. The engine talks to it over the container's own attach connection,
-opened before start and kept for the session's life (``session_agent``). Execs run
+opened before start and kept for the session's life (``session/agent.py``). Execs run
 one at a time, so the usage between two cgroup readings is that exec's, and a limit
 hit is that exec's breach. A timeout kills the command's process group through the
 agent (the whole sandbox when the agent does not answer). The whole session is
@@ -25,17 +25,17 @@ from typing import Any
 import msgspec
 from loguru import logger
 
-from sandbox.engine.api import StdinSource
-from sandbox.engine.helpers import HELPER_TARGET, helper
+from sandbox.engine.helper.build import HELPER_TARGET, helper
+from sandbox.engine.helper.users import SWITCH_CAPS, is_root, keep_switch_caps
 from sandbox.engine.mounts import check_mounts, engine_sockets
 from sandbox.engine.output import Output, errors_redacted
+from sandbox.engine.podman.api import StdinSource
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.runner import Made, SandboxRunner
-from sandbox.engine.session_agent import Agent
-from sandbox.engine.session_files import Received, one_file, split, tar_of_bytes, tar_of_dir, unpack
-from sandbox.engine.session_usage import CgroupCounters, exec_usage
+from sandbox.engine.session.agent import Agent
+from sandbox.engine.session.files import Received, one_file, split, tar_of_bytes, tar_of_dir, unpack
+from sandbox.engine.session.usage import CgroupCounters, exec_usage
 from sandbox.engine.types import CreateRequest, Mount
-from sandbox.engine.users import SWITCH_CAPS, is_root, keep_switch_caps
 from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
 
 _KILL_WAIT = 5.0  # how long the agent may take to report a killed command over

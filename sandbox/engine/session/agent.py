@@ -15,11 +15,11 @@ from collections.abc import Callable
 
 from loguru import logger
 
-from sandbox.engine import agent_frames as af
-from sandbox.engine.api import AttachChannel, StdinSource
-from sandbox.engine.frames import STDERR
 from sandbox.engine.output import Output
-from sandbox.engine.upgrade import chunks
+from sandbox.engine.podman.api import AttachChannel, StdinSource
+from sandbox.engine.podman.frames import STDERR
+from sandbox.engine.podman.upgrade import chunks
+from sandbox.engine.session import agent_frames as af
 from sandbox.errors import CleanroomError, ContainerError
 
 WINDOW = 1 << 20  # stdin bytes in flight to the agent, at most

@@ -6,8 +6,8 @@ import msgspec
 from loguru import logger
 
 from sandbox.confine import prune_cgroups
-from sandbox.engine.libpod import LibpodAPI
-from sandbox.engine.ownership import LABEL_MANAGED, LABEL_SINGLETON, owner_alive
+from sandbox.engine.podman.libpod import LibpodAPI
+from sandbox.engine.teardown.ownership import LABEL_MANAGED, LABEL_SINGLETON, owner_alive
 
 
 class PruneReport(msgspec.Struct):

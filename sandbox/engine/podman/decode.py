@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sandbox.engine.api import ContainerInfo, ContainerState
+from sandbox.engine.podman.api import ContainerInfo, ContainerState
 from sandbox.engine.posture import posture_from_inspect
 
 

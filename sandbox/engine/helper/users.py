@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import msgspec
 
-from sandbox.engine.api import ImageConfig, PodmanAPI
-from sandbox.engine.helpers import HELPER_TARGET, helper
+from sandbox.engine.helper.build import HELPER_TARGET, helper
+from sandbox.engine.podman.api import ImageConfig, PodmanAPI
 from sandbox.engine.types import CreateRequest, Mount
 from sandbox.policy import effective_isolation
 

@@ -20,14 +20,14 @@ from podman.errors import APIError, NotFound
 from requests.exceptions import ConnectionError as TransportError
 from requests.exceptions import Timeout as TransportTimeout
 
-from sandbox.engine.api import ContainerInfo, ContainerSummary, NetworkSummary, StdinSource
-from sandbox.engine.connection import START_HINT, probe, resolve_url
-from sandbox.engine.decode import container_info, podman_message, runtime_exit_code
-from sandbox.engine.frames import Frame, MalformedStream, read_frames
-from sandbox.engine.libpod_images import ImageCalls
-from sandbox.engine.libpod_session import SessionCalls, upgraded
-from sandbox.engine.recovery import managed_service, restart
-from sandbox.engine.upgrade import UpgradedAttach, attach_path
+from sandbox.engine.podman.api import ContainerInfo, ContainerSummary, NetworkSummary, StdinSource
+from sandbox.engine.podman.connection import START_HINT, probe, resolve_url
+from sandbox.engine.podman.decode import container_info, podman_message, runtime_exit_code
+from sandbox.engine.podman.frames import Frame, MalformedStream, read_frames
+from sandbox.engine.podman.libpod_images import ImageCalls
+from sandbox.engine.podman.libpod_session import SessionCalls, upgraded
+from sandbox.engine.podman.recovery import managed_service, restart
+from sandbox.engine.podman.upgrade import UpgradedAttach, attach_path
 from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 _JSON = {"content-type": "application/json"}

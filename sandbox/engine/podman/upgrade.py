@@ -3,7 +3,7 @@ two-way stream (our bytes go to the command's stdin, its output comes back as
 frames). requests cannot hand over an upgraded socket, so this speaks the few lines
 of HTTP/1.1 itself on the unix socket. A writer thread feeds the data and then
 half-closes the connection, which Podman turns into end of file on the command's
-stdin. Used only by ``sandbox.engine.libpod`` (which owns error translation).
+stdin. Used only by ``sandbox.engine.podman.libpod`` (which owns error translation).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 from loguru import logger
 
-from sandbox.engine.frames import Frame, read_frames
+from sandbox.engine.podman.frames import Frame, read_frames
 from sandbox.errors import ContainerError
 
 _API_PREFIX = "/v4.0.0/libpod"

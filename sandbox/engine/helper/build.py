@@ -20,7 +20,7 @@ from pathlib import Path
 
 from sandbox.errors import ContainerError
 
-HELPER_SOURCE = Path(__file__).resolve().parent / "helper" / "cleanroom_helper.c"
+HELPER_SOURCE = Path(__file__).resolve().parent / "cleanroom_helper.c"
 # Where it appears inside a sandbox (a bind-mounted file; Podman makes the mount point).
 HELPER_TARGET = "/.cleanroom/helper"
 _PT_INTERP = 3

@@ -20,7 +20,7 @@ import msgspec
 import psutil
 from loguru import logger
 
-from sandbox.engine.connection import SETUP_SOCKET_FILE, probe
+from sandbox.engine.podman.connection import SETUP_SOCKET_FILE, probe
 
 SETUP_PIDFILE = Path("/run/cleanroom/podman-service.pid")
 _START_TIMEOUT = 20.0

@@ -8,10 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sandbox.engine.api import StdinSource
-from sandbox.engine.connection import START_HINT
-from sandbox.engine.frames import Frame
-from sandbox.engine.upgrade import UpgradedAttach, UpgradeRefused, channel_path, open_upgraded
+from sandbox.engine.podman.api import StdinSource
+from sandbox.engine.podman.connection import START_HINT
+from sandbox.engine.podman.frames import Frame
+from sandbox.engine.podman.upgrade import UpgradedAttach, UpgradeRefused, channel_path, open_upgraded
 from sandbox.errors import CleanroomError, ContainerError, ContainerNotFound, EngineUnavailable, TimeoutExceeded
 
 _JSON = {"content-type": "application/json"}
