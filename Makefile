@@ -34,6 +34,7 @@ prune:
 
 lint:
 	$(AS_USER) python -m ruff check --no-cache sandbox tests
+	$(AS_USER) python -m mypy --cache-dir=/tmp/cleanroom-mypy-cache
 
 clean:
 	-$(AS_USER) cleanroom prune

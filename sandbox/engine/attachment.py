@@ -39,10 +39,10 @@ def refuse_unsafe(attachment: Attachment, sockets: Iterable[str]) -> None:
     """Not judged by allowed_mount_paths, an attachment's mounts still never hand a sandbox
     the host's root or a directory holding the Podman API socket (read-only does not stop a
     connect: a sandbox with that socket controls the engine)."""
-    sockets = [Path(s) for s in sockets]
+    paths = [Path(s) for s in sockets]
     for mount in attachment.mounts:
         real = Path(os.path.realpath(mount.source))
-        if real == Path("/") or any(s == real or s.is_relative_to(real) for s in sockets):
+        if real == Path("/") or any(s == real or s.is_relative_to(real) for s in paths):
             raise PolicyError(f"cleanroom's {attachment.name} mount of {mount.source} at {mount.target} is refused: "
                               "it is the host's root directory or holds the Podman API socket; run from a project "
                               "directory that holds neither")

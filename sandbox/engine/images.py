@@ -16,7 +16,7 @@ import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -24,6 +24,9 @@ from sandbox.engine.podman.api import ImageConfig, PodmanAPI
 from sandbox.engine.spec import network_mode
 from sandbox.engine.types import AuditFn
 from sandbox.errors import ContainerError, ContainerNotFound, PolicyError
+
+if TYPE_CHECKING:
+    from sandbox.policy.config import CleanroomConfig
 
 _KEY = "cleanroom.security_policy.allowed_registries"
 _RECENT_SECONDS = 1.0
@@ -54,7 +57,7 @@ def registry_of(reference: str) -> str | None:
     return None
 
 
-def check_pull(policy: Any, reference: str) -> str:
+def check_pull(policy: CleanroomConfig, reference: str) -> str:
     """The registry, if the policy lets ``reference`` be pulled; PolicyError otherwise."""
     registry = registry_of(reference)
     allowed = list(policy.security_policy.allowed_registries)
@@ -116,7 +119,7 @@ class _Progress:
             self._callback(msgspec.structs.replace(self.state))
 
 
-def for_images(config: Any) -> Any:
+def for_images(config: CleanroomConfig) -> CleanroomConfig:
     """The policy for an environment that only builds and pulls: it runs no sandbox, so
     there is nothing to monitor (monitoring needs confined sandboxes to sample)."""
     pm = msgspec.structs.replace(config.performance_monitoring, enable_monitoring=False,
@@ -127,7 +130,7 @@ def for_images(config: Any) -> Any:
 class Images:
     """An environment's images: ensure (pull what is missing), pull, build."""
 
-    def __init__(self, api: PodmanAPI, policy: Any, audit: AuditFn, redact: Callable[[str], str]) -> None:
+    def __init__(self, api: PodmanAPI, policy: CleanroomConfig, audit: AuditFn, redact: Callable[[str], str]) -> None:
         self._api = api
         self._policy = policy
         self._audit = audit

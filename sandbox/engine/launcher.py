@@ -8,7 +8,7 @@ it without them noticing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -21,6 +21,9 @@ from sandbox.engine.teardown import cleanup
 from sandbox.engine.teardown.ownership import LABEL_KIND, LABEL_SINGLETON
 from sandbox.engine.types import LABEL_CGROUP, SHARED_SERVICES_CGROUP, CreateRequest, NetworkAttachment, SandboxHandle
 from sandbox.errors import ContainerNotFound
+
+if TYPE_CHECKING:
+    from sandbox.policy.config import CleanroomConfig
 
 LABEL_DIGEST = "io.cleanroom.spec-digest"
 
@@ -44,7 +47,7 @@ class ServiceLauncher:
         self._add_secret = add_secret
 
     @property
-    def config(self) -> Any:
+    def config(self) -> CleanroomConfig:
         return self._runner.config
 
     def audit(self, event: str, min_level: str = "Minimal", **data: Any) -> None:

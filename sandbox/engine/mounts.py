@@ -16,11 +16,14 @@ import os
 import stat
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.engine.podman.connection import candidate_urls
 from sandbox.engine.types import Mount
 from sandbox.errors import PolicyError
+
+if TYPE_CHECKING:
+    from sandbox.policy.config import CleanroomConfig
 
 _KEY = "cleanroom.security_policy.allowed_mount_paths"
 _WRITABLE_KEY = "cleanroom.security_policy.allow_writable_mounts"
@@ -37,7 +40,7 @@ def parse_volume(text: str) -> Mount:
     raise PolicyError(f"-v {text!r}: expected SRC:DST, SRC:DST:ro or SRC:DST:rw")
 
 
-def allowed_roots(policy: Any, cwd: str | None = None) -> list[Path]:
+def allowed_roots(policy: CleanroomConfig, cwd: str | None = None) -> list[Path]:
     """The policy's allowed host paths, resolved (default: the current directory)."""
     base = Path(cwd or os.getcwd())
     entries = policy.security_policy.allowed_mount_paths
@@ -46,11 +49,11 @@ def allowed_roots(policy: Any, cwd: str | None = None) -> list[Path]:
     return [Path(os.path.realpath(base / Path(e).expanduser())) for e in entries]
 
 
-def _refuse(policy: Any, message: str, key: str = _KEY, allowed: str | None = None) -> PolicyError:
+def _refuse(policy: CleanroomConfig, message: str, key: str = _KEY, allowed: str | None = None) -> PolicyError:
     return PolicyError(message, file=policy.source_file, key=key, allowed=allowed)
 
 
-def _check_target(policy: Any, mount: Mount) -> str:
+def _check_target(policy: CleanroomConfig, mount: Mount) -> str:
     target = PurePosixPath(mount.target)
     if not target.is_absolute() or ".." in target.parts:
         raise _refuse(policy, f"mount target {mount.target!r} must be an absolute path without '..'")
@@ -60,7 +63,8 @@ def _check_target(policy: Any, mount: Mount) -> str:
     return normal
 
 
-def _check_source(policy: Any, mount: Mount, roots: list[Path], sockets: Iterable[str], cwd: str | None) -> str:
+def _check_source(policy: CleanroomConfig, mount: Mount, roots: list[Path], sockets: Iterable[str],
+                  cwd: str | None) -> str:
     given = Path(mount.source).expanduser()
     if not given.is_absolute():
         given = Path(cwd or os.getcwd()) / given
@@ -99,7 +103,7 @@ def engine_sockets(url: str) -> list[str]:
     return out
 
 
-def check_mounts(policy: Any, mounts: Iterable[Mount], *, sockets: Iterable[str] = (),
+def check_mounts(policy: CleanroomConfig, mounts: Iterable[Mount], *, sockets: Iterable[str] = (),
                  cwd: str | None = None) -> list[Mount]:
     """The mounts with real host paths, or PolicyError naming the first refused one."""
     mounts = list(mounts)

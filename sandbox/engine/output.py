@@ -12,12 +12,15 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 from sandbox.engine.podman.frames import STDERR, Frame, MalformedStream
 from sandbox.errors import CleanroomError
+
+if TYPE_CHECKING:
+    from sandbox.redact.redactor import Redactor
 
 # Captured output per stream kept in memory; the live stream still sees everything.
 MAX_CAPTURE_BYTES = 16 * 1024 * 1024
@@ -27,7 +30,7 @@ TAIL_LINES = 20
 class Capture:
     """One output stream, redacted as it arrives (secrets split across chunks included)."""
 
-    def __init__(self, redactor: Any, consumer: Callable[[str], None] | None = None) -> None:
+    def __init__(self, redactor: Redactor | None, consumer: Callable[[str], None] | None = None) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stream = redactor.stream() if redactor is not None else None
         self._consumer = consumer
@@ -71,7 +74,7 @@ class Capture:
 class Output:
     """stdout and stderr of one container, demultiplexed from its frames."""
 
-    def __init__(self, redactor: Any, on_stdout: Callable[[str], None] | None = None,
+    def __init__(self, redactor: Redactor | None, on_stdout: Callable[[str], None] | None = None,
                  on_stderr: Callable[[str], None] | None = None) -> None:
         self.stdout = Capture(redactor, on_stdout)
         self.stderr = Capture(redactor, on_stderr)
@@ -105,7 +108,7 @@ class Output:
         return tail(self.stdout.text() + self.stderr.text())
 
 
-def redact_text(redactor: Any, text: str) -> str:
+def redact_text(redactor: Redactor | None, text: str) -> str:
     """One whole text through the redactor (arguments, messages, names)."""
     return redactor.redact(text) if redactor is not None else text
 
@@ -113,7 +116,7 @@ def redact_text(redactor: Any, text: str) -> str:
 _MARKER = re.compile(r"\[REDACTED:[^\]\s]*\]")
 
 
-def redact_again(redactor: Any, text: str) -> str:
+def redact_again(redactor: Redactor | None, text: str) -> str:
     """Redact text that may already hold redaction markers, leaving the markers as
     they are (a marker's own words must not be read as a new secret)."""
     parts: list[str] = []
@@ -126,7 +129,7 @@ def redact_again(redactor: Any, text: str) -> str:
 
 
 @contextmanager
-def errors_redacted(redactor: Any) -> Iterator[None]:
+def errors_redacted(redactor: Redactor | None) -> Iterator[None]:
     """Whatever raised it (engine, confiner, stage), no CleanroomError leaves with a secret:
     its arguments are redacted in place, and one whose ``__str__`` ignores them is wrapped."""
     try:
@@ -139,7 +142,7 @@ def errors_redacted(redactor: Any) -> Iterator[None]:
         raise
 
 
-def combined(redactor: Any, frames: Iterable[Frame]) -> str:
+def combined(redactor: Redactor | None, frames: Iterable[Frame]) -> str:
     """Every frame, both streams in arrival order, as one redacted text (logs, exec)."""
     capture = Capture(redactor)
     for _, payload in frames:

@@ -25,8 +25,9 @@ from loguru import logger
 from sandbox.engine.helper.build import HELPER_TARGET
 from sandbox.engine.helper.users import helper_mount, keep_switch_caps, program_of
 from sandbox.engine.podman.api import HeldAttach, ImageConfig
-from sandbox.engine.runner import Made, SandboxRunner
+from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.teardown.ownership import LABEL_POOL
+from sandbox.engine.teardown.removal import Made
 from sandbox.engine.types import CreateRequest
 from sandbox.errors import CleanroomError
 
@@ -144,6 +145,7 @@ class SandboxPool:
                 with self._cond:
                     self._cond.wait(_REFILL_PAUSE)  # a removal frees a place soon
                 continue
+            member: Member | None
             try:
                 member = self._make(key, template)
             except Exception as exc:  # never let the filling thread die quietly

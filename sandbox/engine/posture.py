@@ -49,7 +49,7 @@ def cap_name(cap: str) -> str:
     return cap.upper().removeprefix("CAP_")
 
 
-def _writable(options: Any) -> bool:
+def _writable(options: str | list[str] | None) -> bool:
     opts = options.split(",") if isinstance(options, str) else list(options or [])
     return "ro" not in opts
 
@@ -86,7 +86,8 @@ def read_seccomp_profile(path: str | None) -> dict[str, Any] | None:
     if not path:
         return None
     with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+        profile: dict[str, Any] = json.load(fh)
+    return profile
 
 
 def _unescape(field: str) -> str:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -12,11 +12,14 @@ from sandbox.engine.spec import build_spec
 from sandbox.engine.types import AuditFn, CreateRequest, NetworkAttachment
 from sandbox.errors import NetworkPolicyViolation, PolicyError
 
+if TYPE_CHECKING:
+    from sandbox.policy.config import CleanroomConfig
 
-def spec_for(config: Any, request: CreateRequest, audit: AuditFn, engine_url: str) -> dict[str, Any]:
-    network = request.network
-    if isinstance(network, NetworkAttachment):
-        network = (network.name, list(network.aliases))
+
+def spec_for(config: CleanroomConfig, request: CreateRequest, audit: AuditFn, engine_url: str) -> dict[str, Any]:
+    network: str | tuple[str, list[str]] | None = (
+        (request.network.name, list(request.network.aliases))
+        if isinstance(request.network, NetworkAttachment) else request.network)
     try:
         mounts = check_mounts(config, request.mounts, sockets=engine_sockets(engine_url))
     except PolicyError as exc:

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -24,26 +24,25 @@ from sandbox.engine.posture import KernelReader, differences, read_kernel_view, 
 from sandbox.engine.request_spec import spec_for
 from sandbox.engine.results import RunResult, audit_records
 from sandbox.engine.teardown import cleanup
-from sandbox.engine.teardown.removal import BackgroundRemoval
+from sandbox.engine.teardown.removal import BackgroundRemoval, Made
 from sandbox.engine.types import AuditFn, Confiner, CreateRequest, NoObserver, SandboxHandle
 from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
 
+if TYPE_CHECKING:
+    from sandbox.engine.images import Images
+    from sandbox.engine.pool import Member, SandboxPool
+    from sandbox.policy.config import CleanroomConfig
+    from sandbox.redact.redactor import Redactor
+
 _DRAIN_SECONDS = 10.0  # how long the output reader may take to drain after a timeout kill
-
-
-class Made:
-    """A container this runner created: its handle and its cleanup registration."""
-
-    def __init__(self, handle: SandboxHandle, token: int) -> None:
-        self.handle, self.token = handle, token
 
 
 class SandboxRunner(BackgroundRemoval):
     """Runs the sandboxes of one environment through one ``PodmanAPI``; services are
     made by the same ``create`` and ``dispose`` (see ``ServiceLauncher``)."""
 
-    def __init__(self, api: PodmanAPI, config: Any, *, environment_id: str, redactor: Any = None,
-                 audit: AuditFn | None = None, confiners: Sequence[Confiner] = (),
+    def __init__(self, api: PodmanAPI, config: CleanroomConfig, *, environment_id: str,
+                 redactor: Redactor | None = None, audit: AuditFn | None = None, confiners: Sequence[Confiner] = (),
                  labels: Callable[[str, str], dict[str, str]] | None = None,
                  kernel_view: KernelReader | None = read_kernel_view, unconfined: str | None = None) -> None:
         self.api = api
@@ -56,9 +55,9 @@ class SandboxRunner(BackgroundRemoval):
         self._kernel_view = kernel_view  # None only where there is no kernel to ask (unit tests)
         self.unconfined = unconfined  # set when the environment runs without cgroup limits, by choice
         self.observer = NoObserver()  # any StageObserver: told when each stage begins (monitoring, tracing)
-        self.pool: Any = None  # a SandboxPool (sandbox.engine.pool) when the policy asks for one
+        self.pool: SandboxPool | None = None  # when the policy asks for one
         self.aliases: dict[str, str] = {}  # name a run asked with → the pool member running it
-        self.images: Any = None  # the environment's Images: image configs looked up once for a burst of runs
+        self.images: Images | None = None  # the environment's Images: image configs looked up once for a burst of runs
 
     @property
     def startup_timeout(self) -> float:
@@ -107,7 +106,7 @@ class SandboxRunner(BackgroundRemoval):
         return self._result(request, made.handle, output, exit_code, timed_out, time.monotonic() - started, limit,
                             removed=not finished)
 
-    def _run_warm(self, request: CreateRequest, member: Any, timeout: float | None,
+    def _run_warm(self, request: CreateRequest, member: Member, timeout: float | None,
                   on_stdout: Callable[[str], None] | None, on_stderr: Callable[[str], None] | None,
                   stdin: StdinSource | None) -> RunResult:
         """A pool member runs it: the command goes down the waiting helper's stdin, then
@@ -270,11 +269,11 @@ class SandboxRunner(BackgroundRemoval):
                 cleanup.done(made.token)
             stage(made.handle.name, "done")
 
-    def _each(self, hook: str, arg: Any) -> None:
+    def _each(self, hook: str, arg: object) -> None:
         for confiner in self.confiners:
             getattr(confiner, hook)(arg)
 
-    def _each_quietly(self, hook: str, arg: Any) -> None:
+    def _each_quietly(self, hook: str, arg: object) -> None:
         """Undo steps: every confiner runs (newest first) even when one fails."""
         for confiner in reversed(self.confiners):
             try:

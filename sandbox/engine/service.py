@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from sandbox.engine.output import combined, redact_text
 from sandbox.engine.podman.api import PodmanAPI
 from sandbox.engine.types import AuditFn, SandboxHandle
 from sandbox.errors import CleanroomError, ContainerNotFound
 
+if TYPE_CHECKING:
+    from sandbox.redact.redactor import Redactor
+
 
 class ServiceHandle:
     """What services see of their container; made only by ``SandboxRunner``."""
 
-    def __init__(self, api: PodmanAPI, redactor: Any, audit: AuditFn, handle: SandboxHandle,
+    def __init__(self, api: PodmanAPI, redactor: Redactor | None, audit: AuditFn, handle: SandboxHandle,
                  ports: dict[int, int], on_remove: Callable[[], None]) -> None:
         self._api = api
         self._redactor = redactor

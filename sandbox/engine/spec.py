@@ -5,7 +5,7 @@ Pure functions: no I/O, so every mapping is unit-tested without Podman.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox.confine.seccomp import profile_for
 from sandbox.engine.faketime import frozen_clock
@@ -15,23 +15,26 @@ from sandbox.errors import NetworkPolicyViolation
 from sandbox.policy import Isolation, effective_isolation
 from sandbox.policy.isolation import tmpfs_sizes
 
+if TYPE_CHECKING:
+    from sandbox.policy.config import CleanroomConfig
+
 # Deterministic execution pins what commonly leaks the host into output.
 _DETERMINISTIC_ENV = {"TZ": "UTC", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 DEFAULT_HOSTNAME = "cleanroom"
 
 
-def _iso(policy: Any) -> Isolation:
+def _iso(policy: CleanroomConfig) -> Isolation:
     return effective_isolation(policy.security_policy)
 
 
-def network_mode(policy: Any) -> str:
+def network_mode(policy: CleanroomConfig) -> str:
     iso = _iso(policy)
     return getattr(iso, "network_mode", None) or (
         "none" if policy.security_policy.enable_network_isolation else "egress"
     )
 
 
-def check_ports(policy: Any, ports: dict[int, int | None] | None) -> None:
+def check_ports(policy: CleanroomConfig, ports: dict[int, int | None] | None) -> None:
     """Refuse any published port the policy does not allow, before anything is made."""
     if not ports:
         return
@@ -45,7 +48,7 @@ def check_ports(policy: Any, ports: dict[int, int | None] | None) -> None:
 
 
 def build_spec(
-    policy: Any,
+    policy: CleanroomConfig,
     image: str,
     command: list[str] | None,
     *,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, Self
 
 import msgspec
 from msgspec import Meta
@@ -185,7 +185,7 @@ class PolicyConfig(_Base):
         data.pop("environment", None)
         return hashlib.sha256(msgspec.json.encode(data, order="sorted")).hexdigest()
 
-    def with_changes(self, **changes):
+    def with_changes(self, **changes: Any) -> Self:
         return msgspec.structs.replace(self, **changes)
 
 

@@ -147,14 +147,15 @@ def test_audit_hmac_key_env_keys_the_chain(tmp_path, podman_url, monkeypatch):
 def test_test_execution_timeout_is_the_default_limit_of_one_sandbox(tmp_path, podman_url):
     # test_execution_timeout bounds each sandbox; the per-test wall clock is
     # resource_limits.max_test_execution_time (tests/integration/test_test_time_limits.py).
-    cfg = CleanroomConfig.from_toml("[cleanroom]\ntest_execution_timeout = 1\n")
+    # Margins wide enough for a loaded 2-core machine: 2.5 s commands under a 4 s limit.
+    cfg = CleanroomConfig.from_toml("[cleanroom]\ntest_execution_timeout = 4\n")
     with CleanroomEnvironment(cfg, url=podman_url, audit_dir=tmp_path) as env:
         start = time.monotonic()
         with pytest.raises(TimeoutExceeded) as info:
             env.run(BUSYBOX, ["/bin/sleep", "30"])
-        assert info.value.timeout == 1 and time.monotonic() - start < 10
-        # A test doing several short sandboxes is not bound by the per-sandbox limit.
-        outcome = env.execute_test("two sandboxes", lambda: [env.run(BUSYBOX, ["/bin/sleep", "0.7"])
+        assert info.value.timeout == 4 and time.monotonic() - start < 15
+        # A test doing several short sandboxes (5 s together) is not bound by the per-sandbox limit.
+        outcome = env.execute_test("two sandboxes", lambda: [env.run(BUSYBOX, ["/bin/sleep", "2.5"])
                                                              for _ in range(2)])
         assert outcome.verdict == "passed", outcome.error
 

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -189,3 +192,15 @@ def test_test_files_have_unique_basenames():
     # two files of one name collide there, though each folder alone passes.
     names = [p.name for p in (ROOT / "tests").rglob("test_*.py")]
     assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
+def test_the_engine_type_checks_strictly(tmp_path):
+    # `make lint` runs the same check ([tool.mypy] in pyproject.toml: strict on sandbox/engine).
+    proc = subprocess.run([sys.executable, "-m", "mypy", "--cache-dir", str(tmp_path / "cache")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sandbox/engine" in _mypy_files()
+
+
+def _mypy_files() -> str:
+    return " ".join(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["files"])

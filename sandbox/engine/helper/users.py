@@ -11,14 +11,22 @@ no capabilities left at all).
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import msgspec
 
 from sandbox.engine.helper.build import HELPER_TARGET, helper
-from sandbox.engine.podman.api import ImageConfig, PodmanAPI
+from sandbox.engine.podman.api import ImageConfig
 from sandbox.engine.types import CreateRequest, Mount
 from sandbox.policy import effective_isolation
 
 SWITCH_CAPS = ["SETUID", "SETGID"]
+
+
+class ImageConfigs(Protocol):
+    """Where an image's configuration is looked up: the API, or an environment's recent lookups."""
+
+    def image_config(self, reference: str) -> ImageConfig: ...
 
 
 def is_root(user: str | None) -> bool:
@@ -38,7 +46,7 @@ def program_of(image: ImageConfig, request: CreateRequest) -> list[str]:
     return [*(entrypoint or []), *(command or [])]
 
 
-def as_user(api: PodmanAPI, request: CreateRequest, keep_caps: bool) -> CreateRequest:
+def as_user(api: ImageConfigs, request: CreateRequest, keep_caps: bool) -> CreateRequest:
     """The request, started as root and dropping to its user through the helper when that
     user (asked for, or the image's USER) is not root; unchanged otherwise."""
     image: ImageConfig | None = None

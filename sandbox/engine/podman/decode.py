@@ -28,11 +28,14 @@ def runtime_spec(data: dict[str, Any]) -> dict[str, Any] | None:
     """The OCI runtime spec Podman wrote for the runtime: exactly what will run. The
     rootless service and the engine share a user, so the file is readable here."""
     path = data.get("OCIConfigPath")
+    if not isinstance(path, str):
+        return None
     try:
         with open(path, encoding="utf-8") as fh:
-            return json.load(fh)
-    except (TypeError, OSError, ValueError):
+            spec = json.load(fh)
+    except (OSError, ValueError):
         return None
+    return spec if isinstance(spec, dict) else None
 
 
 def container_info(data: dict[str, Any], posture: bool = False) -> ContainerInfo:

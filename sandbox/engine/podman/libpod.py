@@ -17,6 +17,7 @@ from typing import Any
 from loguru import logger
 from podman import PodmanClient
 from podman.errors import APIError, NotFound
+from requests import Response
 from requests.exceptions import ConnectionError as TransportError
 from requests.exceptions import Timeout as TransportTimeout
 
@@ -35,7 +36,7 @@ _DEFAULT_TIMEOUT = 60.0
 _RETRY = "retry"  # internal: the service was restarted before this call ever reached it
 
 
-def _all_frames(resp: Any, what: str) -> list[Frame]:
+def _all_frames(resp: Response, what: str) -> list[Frame]:
     try:
         return list(read_frames(resp.raw.read))
     except MalformedStream as exc:
@@ -47,7 +48,7 @@ def _all_frames(resp: Any, what: str) -> list[Frame]:
 class _Attached:
     """One attach request on its own connection (a stream holds its connection)."""
 
-    def __init__(self, client: PodmanClient, response: Any) -> None:
+    def __init__(self, client: PodmanClient, response: Response) -> None:
         self._client = client
         self._response = response
 
@@ -94,7 +95,7 @@ class LibpodAPI(SessionCalls, ImageCalls):
 
     def _request(self, method: str, path: str, what: str, *, sandbox: str | None = None,
                  timeout: float | None = None, client: PodmanClient | None = None, runtime: bool = False,
-                 **kw: Any) -> Any:
+                 **kw: Any) -> Response:
         """Send one request; any failure leaves as a CleanroomError (never chained to the
         dependency's exception, whose text is not redacted). A managed service found dead
         is restarted once, and a call that never reached it is sent again."""
@@ -106,7 +107,7 @@ class LibpodAPI(SessionCalls, ImageCalls):
         error: CleanroomError
         for attempt in (1, 2):
             try:
-                resp = getattr(api, method)(path, **kw)
+                resp: Response = getattr(api, method)(path, **kw)
                 resp.raise_for_status()
                 return resp
             except NotFound as exc:
@@ -169,7 +170,8 @@ class LibpodAPI(SessionCalls, ImageCalls):
         return self._request("get", "/_ping", "ping").status_code == 200
 
     def info(self) -> dict[str, Any]:
-        return self._request("get", "/info", "info").json()
+        info: dict[str, Any] = self._request("get", "/info", "info").json()
+        return info
 
     def image_exists(self, reference: str) -> bool:
         try:
@@ -191,7 +193,7 @@ class LibpodAPI(SessionCalls, ImageCalls):
                     f"build the local images with `cleanroom images build` or `make images`)", sandbox=name,
                 ) from None
             raise
-        return resp.json()["Id"]
+        return str(resp.json()["Id"])
 
     def init_container(self, cid: str, *, timeout: float) -> None:
         # An OCI runtime failure (e.g. the command does not exist) surfaces here.

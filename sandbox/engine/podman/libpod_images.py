@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
+from requests import Response
+
 from sandbox.engine.podman.api import ImageConfig
 from sandbox.errors import ContainerError, ContainerNotFound
 
@@ -27,7 +29,7 @@ def _from_image(reference: str) -> dict[str, str]:
 class ImageCalls:
     url: str
     _redact: Callable[[str], str]
-    _request: Callable[..., Any]
+    _request: Callable[..., Response]
 
     def image_config(self, reference: str) -> ImageConfig:
         try:

@@ -6,7 +6,8 @@ the raw upgraded connections."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+
+from requests import Response
 
 from sandbox.engine.podman.api import StdinSource
 from sandbox.engine.podman.connection import START_HINT
@@ -59,7 +60,7 @@ class Channel:
 class SessionCalls:
     url: str
     _redact: Callable[[str], str]
-    _request: Callable[..., Any]
+    _request: Callable[..., Response]
 
     def attach_channel(self, cid: str) -> Channel:
         return Channel(upgraded(self.url, channel_path(cid), "attach", self._redact))

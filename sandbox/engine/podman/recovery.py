@@ -63,7 +63,8 @@ def _serving_pid(url: str) -> int | None:
             mine.append(proc.info)
     pids = {p["pid"] for p in mine}
     inner = [p["pid"] for p in mine if p["ppid"] in pids]
-    return (inner or sorted(pids) or [None])[0]
+    found: list[int] = inner or sorted(pids)
+    return found[0] if found else None
 
 
 def restart(service: ManagedService) -> int:

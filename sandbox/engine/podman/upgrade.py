@@ -150,8 +150,8 @@ def open_upgraded(socket_path: str, path: str, *, body: bytes = b"", stdin: byte
         parts = status_line.split(" ", 2)
         status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
         if status != 101:
-            body = sock.recv(300).decode("utf-8", "replace") if head.endswith(b"\r\n\r\n") else ""
-            raise UpgradeRefused(status, f"{status_line} {body}".strip())
+            reason = sock.recv(300).decode("utf-8", "replace") if head.endswith(b"\r\n\r\n") else ""
+            raise UpgradeRefused(status, f"{status_line} {reason}".strip())
         sock.settimeout(None)  # the stream lasts as long as the command
     except BaseException:
         sock.close()

@@ -31,10 +31,11 @@ from sandbox.engine.mounts import check_mounts, engine_sockets
 from sandbox.engine.output import Output, errors_redacted
 from sandbox.engine.podman.api import StdinSource
 from sandbox.engine.results import RunResult, audit_records
-from sandbox.engine.runner import Made, SandboxRunner
+from sandbox.engine.runner import SandboxRunner
 from sandbox.engine.session.agent import Agent
 from sandbox.engine.session.files import Received, one_file, split, tar_of_bytes, tar_of_dir, unpack
 from sandbox.engine.session.usage import CgroupCounters, exec_usage
+from sandbox.engine.teardown.removal import Made
 from sandbox.engine.types import CreateRequest, Mount
 from sandbox.errors import CleanroomError, ContainerError, TimeoutExceeded
 

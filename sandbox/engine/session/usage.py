@@ -11,18 +11,24 @@ environment opened with ``confine=False``) execs run unconfined and report no us
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Protocol
 
-from sandbox.engine.types import LimitBreach, SandboxHandle, Usage
+from sandbox.engine.types import Confiner, LimitBreach, SandboxHandle, Usage
+
+
+class UsageReader(Protocol):
+    """A cgroup driver's counters of one sandbox's cgroup (path relative to its root)."""
+
+    def read_usage(self, rel: str) -> dict[str, int]: ...
 
 
 class CgroupCounters:
-    def __init__(self, driver: Any, rel: str) -> None:
+    def __init__(self, driver: UsageReader, rel: str) -> None:
         self._driver = driver
         self.rel = rel
 
     @classmethod
-    def of(cls, confiners: Sequence[Any], handle: SandboxHandle) -> CgroupCounters | None:
+    def of(cls, confiners: Sequence[Confiner], handle: SandboxHandle) -> CgroupCounters | None:
         path = (handle.facts.get("cgroup") or {}).get("path")
         for confiner in confiners:
             driver = getattr(confiner, "driver", None)

@@ -12,6 +12,8 @@ import itertools
 import signal
 import threading
 from collections.abc import Callable
+from types import FrameType
+from typing import NoReturn
 
 from loguru import logger
 
@@ -63,7 +65,7 @@ def run_all(owner: str | None = None) -> list[str]:
     return undone
 
 
-def _on_sigterm(signum, frame):  # noqa: ARG001
+def _on_sigterm(signum: int, frame: FrameType | None) -> NoReturn:  # noqa: ARG001
     # SystemExit unwinds the main thread through every context manager and finally.
     raise SystemExit(128 + signum)
 

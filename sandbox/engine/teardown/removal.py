@@ -11,24 +11,34 @@ the environment's close still cover it; ``drain`` waits for those under way.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from loguru import logger
 
+from sandbox.engine.podman.api import AttachStream
+from sandbox.engine.types import AuditFn, SandboxHandle, StageObserver
 from sandbox.errors import CleanroomError
 
 _WORKERS = 4
 
 
+class Made:
+    """A container a runner created: its handle and its cleanup registration."""
+
+    def __init__(self, handle: SandboxHandle, token: int) -> None:
+        self.handle, self.token = handle, token
+
+
 class BackgroundRemoval:
     """Mixed into ``SandboxRunner``: ``dispose_later`` and ``drain``."""
 
-    audit: Any
-    dispose: Any
-    observer: Any
+    audit: AuditFn
+    observer: StageObserver
     _removals: ThreadPoolExecutor | None = None
 
-    def settle(self, made: Any, stream: Any, finished: bool, exit_code: int | None) -> None:
+    def dispose(self, made: Made, *, read_usage: bool = False, observed: bool = True) -> None:
+        raise NotImplementedError  # the runner's
+
+    def settle(self, made: Made, stream: AttachStream | None, finished: bool, exit_code: int | None) -> None:
         """A finished run's container goes in the background; a failed one now, before
         its error leaves."""
         if finished:
@@ -44,12 +54,12 @@ class BackgroundRemoval:
             if stream is not None:
                 stream.close()
 
-    def dispose_later(self, made: Any, stream: Any = None, exit_code: int | None = None) -> None:
+    def dispose_later(self, made: Made, stream: AttachStream | None = None, exit_code: int | None = None) -> None:
         if self._removals is None:
             self._removals = ThreadPoolExecutor(_WORKERS, thread_name_prefix="cleanroom-remove")
         self._removals.submit(self._remove_now, made, stream, exit_code)
 
-    def _remove_now(self, made: Any, stream: Any, exit_code: int | None) -> None:
+    def _remove_now(self, made: Made, stream: AttachStream | None, exit_code: int | None) -> None:
         name = made.handle.name
         try:
             self.dispose(made, observed=False)
